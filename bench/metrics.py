@@ -1,0 +1,101 @@
+"""Metric registry: each metric declares its direction once, and scoring always names the positive label."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    greater_is_better: bool
+    needs_proba: bool
+    fn: Callable[..., float]
+
+
+def _roc_auc(y, pred, proba, classes, positive):
+    from sklearn.metrics import roc_auc_score
+
+    # Explicit positive column: with string labels sklearn would otherwise pick the alphabetically last class.
+    return roc_auc_score(np.asarray(y) == positive, proba[:, list(classes).index(positive)])
+
+
+def _log_loss(y, pred, proba, classes, positive):
+    from sklearn.metrics import log_loss
+
+    return log_loss(y, np.clip(proba, 1e-15, 1), labels=list(classes))
+
+
+def _accuracy(y, pred, proba, classes, positive):
+    from sklearn.metrics import accuracy_score
+
+    return accuracy_score(y, pred)
+
+
+def _balanced_accuracy(y, pred, proba, classes, positive):
+    from sklearn.metrics import balanced_accuracy_score
+
+    return balanced_accuracy_score(y, pred)
+
+
+def _rmse(y, pred, proba, classes, positive):
+    from sklearn.metrics import root_mean_squared_error
+
+    return root_mean_squared_error(y, pred)
+
+
+def _mae(y, pred, proba, classes, positive):
+    from sklearn.metrics import mean_absolute_error
+
+    return mean_absolute_error(y, pred)
+
+
+def _r2(y, pred, proba, classes, positive):
+    from sklearn.metrics import r2_score
+
+    return r2_score(y, pred)
+
+
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric("roc_auc", True, True, _roc_auc),
+        Metric("log_loss", False, True, _log_loss),
+        Metric("accuracy", True, False, _accuracy),
+        Metric("balanced_accuracy", True, False, _balanced_accuracy),
+        Metric("rmse", False, False, _rmse),
+        Metric("mae", False, False, _mae),
+        Metric("r2", True, False, _r2),
+    )
+}
+METRIC_SETS = {
+    "binary": ("roc_auc", "log_loss", "accuracy", "balanced_accuracy"),
+    "multiclass": ("balanced_accuracy", "log_loss", "accuracy"),
+    "regression": ("rmse", "mae", "r2"),
+}
+
+
+def score_all(kind: str, y: Any, pred: np.ndarray, proba: np.ndarray | None, classes: tuple,
+              positive: Any) -> dict[str, float]:
+    """The task kind's standard metric set; proba columns follow ``classes``."""
+    out = {}
+    for name in METRIC_SETS[kind]:
+        metric = METRICS[name]
+        if metric.needs_proba and proba is None:
+            continue
+        out[name] = float(metric.fn(y, pred, proba, classes, positive))
+    return out
+
+
+def constant_predictions(kind: str, y_train: Any, n: int, classes: tuple) -> tuple[np.ndarray, np.ndarray | None]:
+    """The constant predictor that anchors normalised quality at 0: training prior or mean."""
+    y_train = np.asarray(y_train)
+    if kind == "regression":
+        return np.full(n, float(np.mean(y_train))), None
+    prior = np.array([np.mean(y_train == c) for c in classes])
+    majority = np.array([classes[int(np.argmax(prior))]] * n, dtype=object)
+    return majority, np.tile(prior, (n, 1))

