@@ -7,6 +7,7 @@ protocol cannot be compared. Latency follows MLPerf SingleStream (one query at a
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import threading
@@ -40,10 +41,8 @@ def pin_framework_threads(threads: int) -> None:
     if "torch" in sys.modules:
         torch = sys.modules["torch"]
         torch.set_num_threads(threads)
-        try:
+        with contextlib.suppress(RuntimeError):  # set once per process; the env var already did it
             torch.set_num_interop_threads(threads)
-        except RuntimeError:  # already set once in this process; the env var did it
-            pass
     if "tensorflow" in sys.modules:
         tf = sys.modules["tensorflow"]
         try:
@@ -95,10 +94,8 @@ class RssSampler:
     def _rss(self) -> int:
         total = self.process.memory_info().rss
         for child in self.process.children(recursive=True):
-            try:
+            with contextlib.suppress(psutil.Error):
                 total += child.memory_info().rss
-            except psutil.Error:
-                pass
         return total
 
     def _run(self) -> None:

@@ -8,6 +8,7 @@ than they use, so ``RLIMIT_AS`` would kill healthy jobs.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -60,6 +61,7 @@ class RunConfig:
     suite: str = "custom"
     force: bool = False
     latency_n: int = 1000
+    latency_warmup: int = 50
     batch_rows: int = 10_000
     cold_start_repeats: int = 3
     executor: str = "local"
@@ -104,9 +106,10 @@ def run_tags(job: Job, config: RunConfig, key: str) -> dict[str, str]:
             "git_revision": machine["git_revision"], "mlflow.runName": job.run_name}
 
 
-def run_params(config: RunConfig) -> dict[str, str]:
+def run_params(job: Job, config: RunConfig) -> dict[str, str]:
     machine = environment.machine()
-    params = {"budget_s": config.budget_s, "threads": config.threads, "time_limit_s": config.time_limit_s,
+    params = {"primary_metric": job.task.metric, "task_kind": job.task.kind,
+              "budget_s": config.budget_s, "threads": config.threads, "time_limit_s": config.time_limit_s,
               "memory_limit_mb": round(config.memory_limit_mb), "protocol_version": PROTOCOL_VERSION,
               "cpu_count": machine["cpu_count"], "memory_gb": machine["memory_gb"],
               "platform": machine["platform"]}
@@ -116,10 +119,12 @@ def run_params(config: RunConfig) -> dict[str, str]:
 
 def execute(job: Job, config: RunConfig, run_id: str | None) -> Outcome:
     """Run one job in a supervised process; record failures on ``run_id``. Never raises for a job's fault."""
+    config.job_root.mkdir(parents=True, exist_ok=True)
     job_dir = Path(tempfile.mkdtemp(prefix=f"{job.task.name}-{job.run_name}-", dir=config.job_root))
     JobSpec(task_path=str(job.task.path), pipeline=job.pipeline, seed=job.seed, budget_s=config.budget_s,
             threads=config.threads, run_id=run_id, tracking_uri=config.tracking_uri, latency_n=config.latency_n,
-            batch_rows=config.batch_rows, cold_start_repeats=config.cold_start_repeats).write(job_dir)
+            latency_warmup=config.latency_warmup, batch_rows=config.batch_rows,
+            cold_start_repeats=config.cold_start_repeats).write(job_dir)
     env = os.environ | thread_env(config.threads) | {"MLFLOW_TRACKING_URI": config.tracking_uri}
     started = time.monotonic()
     with (job_dir / "worker.log").open("wb") as log:
@@ -160,18 +165,14 @@ def _tree_rss(pid: int) -> int:
         return 0
     total = 0
     for p in procs:
-        try:
+        with contextlib.suppress(psutil.Error):
             total += p.memory_info().rss
-        except psutil.Error:
-            pass
     return total
 
 
 def _kill_tree(proc: subprocess.Popen) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
     proc.wait()
 
 
@@ -224,7 +225,8 @@ def _tail(path: Path, limit: int = 20_000) -> str:
 def run_all(jobs: list[Job], config: RunConfig,
             on_event: Callable[[str, Job, Outcome | None], None] = lambda *_: None) -> list[Outcome]:
     """Run jobs one after the other (the local executor), skipping those already finished in the store."""
-    experiments = {name: tracking.experiment_id(config.tracking_uri, name) for name in {j.task.name for j in jobs}}
+    names = {j.task.name for j in jobs}
+    experiments = {name: tracking.experiment_id(config.tracking_uri, name) for name in names}
     done = set() if config.force else tracking.finished_job_keys(config.tracking_uri, list(experiments.values()))
     outcomes: list[Outcome] = []
     for job in jobs:
@@ -236,7 +238,7 @@ def run_all(jobs: list[Job], config: RunConfig,
             continue
         on_event("start", job, None)
         run_id = tracking.start_run(config.tracking_uri, experiments[job.task.name], job.run_name,
-                                    run_tags(job, config, key), run_params(config))
+                                    run_tags(job, config, key), run_params(job, config))
         outcome = execute(job, config, run_id)
         outcomes.append(outcome)
         on_event("end", job, outcome)

@@ -343,7 +343,8 @@ def _prepare(df: pd.DataFrame, task: Task) -> pd.DataFrame:
     dupes = df.columns[df.columns.duplicated()].unique().tolist()
     if dupes:
         raise TaskError(f"duplicate column names {dupes}; rename them in the data", file=f, field="source")
-    referenced = [*p.get("fill", {}), *p.get("dropna", []), *p.get("date_parts", {}), *p.get("ordered", {}), *p.get("categorical", [])]
+    referenced = [*p.get("fill", {}), *p.get("dropna", []), *p.get("date_parts", {}), *p.get("ordered", {}),
+                  *p.get("categorical", [])]
     for col in referenced:
         if col not in df.columns:
             raise TaskError(f"column {col!r} is not in the data; columns: {', '.join(map(str, df.columns))}",
@@ -420,8 +421,12 @@ def _target(y: pd.Series, task: Task) -> tuple[pd.Series, tuple]:
         if np.isinf(numeric.to_numpy()).any():
             raise TaskError("the target has infinite values", file=task.path, field="target")
         return numeric.astype("float64"), ()
-    labels = y.astype(bool) if pd.api.types.is_bool_dtype(y) else (
-        y.astype("int64") if pd.api.types.is_integer_dtype(y) or _all_integral(y) else y.astype(str).astype(object))
+    if pd.api.types.is_bool_dtype(y):
+        labels = y.astype(bool)
+    elif pd.api.types.is_integer_dtype(y) or _all_integral(y):
+        labels = y.astype("int64")
+    else:
+        labels = y.astype(str).astype(object)
     classes = tuple(sorted(pd.unique(labels).tolist()))
     if len(classes) < 2:
         raise TaskError(f"the target has a single class {classes}; a classification task needs two or more",
@@ -462,6 +467,9 @@ def cached_data(task: Task) -> TaskData:
     if data_file.is_file() and meta_file.is_file():
         meta = json.loads(meta_file.read_text())
         frame = pd.read_parquet(data_file)
+        for col in meta["categorical"]:  # parquet hands back pandas 3 ``str`` categories; keep one dtype
+            frame[col] = frame[col].cat.set_categories(frame[col].cat.categories.astype(object),
+                                                       ordered=frame[col].cat.ordered)
         y = frame.pop("__target__").rename(task.target)
         if task.kind != "regression" and meta["label_type"] == "str":
             y = y.astype(object)

@@ -1,0 +1,197 @@
+"""``bench``: thin command line over the harness. Imports no framework at start-up.
+
+Errors a user can fix (``BenchError``) print as one line naming the file, field and fix, and exit with
+code 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+
+from bench.errors import BenchError
+
+EXIT_USAGE = 2
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bench", description="AutoML versus hand-coded pipelines, measured "
+                                     "side by side on the same tasks and hardware, tracked in MLflow.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a suite: tasks x pipelines x seeds, each job in its own process")
+    run.add_argument("--suite", help="tasks/suites/<name>.yaml (quick, standard)")
+    run.add_argument("--tasks", type=_csv, help="task names or paths to task YAML files, comma-separated")
+    run.add_argument("--pipelines", type=_csv, help="pipeline ids (default: all of `bench list pipelines`)")
+    run.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 (default 1)")
+    run.add_argument("--budget", type=float, default=60.0, help="wall seconds per fit, same for every pipeline")
+    run.add_argument("--cores", type=int, default=1, help="threads for every framework (default 1)")
+    run.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///mlflow/mlflow.db)")
+    run.add_argument("--force", action="store_true", help="rerun jobs that already finished")
+    run.add_argument("--time-margin", type=float, default=180.0,
+                     help="seconds added to the budget for start-up and measurement before a job is killed")
+    run.add_argument("--memory-limit-gb", type=float, help="RSS limit per job (default 60%% of RAM)")
+    run.add_argument("--latency-n", type=int, default=1000, help="timed single-row calls (>= 1000 for a p99)")
+    run.add_argument("--cold-start-repeats", type=int, default=3, help="fresh processes for the cold start")
+    run.add_argument("--batch-rows", type=int, default=10_000, help="rows per batch-throughput call (>= 10k)")
+
+    lst = sub.add_parser("list", help="list tasks, suites or pipelines")
+    lst.add_argument("what", choices=["tasks", "pipelines", "suites"])
+
+    ui = sub.add_parser("ui", help="serve the MLflow UI over the store on 127.0.0.1")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--host", default="127.0.0.1", help="bind address (anything but loopback is exposed)")
+    ui.add_argument("--tracking-uri")
+
+    mx = sub.add_parser("matrix", help="aggregate runs into the decision matrix under results/")
+    mx.add_argument("--suite")
+    mx.add_argument("--tasks", type=_csv)
+    mx.add_argument("--pipelines", type=_csv)
+    mx.add_argument("--format", type=_csv, default=["csv", "md"], help="csv,md (comma-separated)")
+    mx.add_argument("--out", type=Path, default=Path("results"))
+    mx.add_argument("--tracking-uri")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"run": cmd_run, "list": cmd_list, "ui": cmd_ui, "matrix": cmd_matrix}[args.command](args)
+    except BenchError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted: finished runs are kept; the running job is marked killed. Rerun the same command "
+              "to finish the rest.", file=sys.stderr)
+        return 130
+
+
+def _select_tasks(suite: str | None, refs: list[str] | None):
+    from bench.tasks import resolve_task, suite_tasks
+
+    if suite and refs:
+        raise BenchError("give --suite or --tasks, not both", field="--tasks")
+    if refs:
+        return [resolve_task(r) for r in refs]
+    return suite_tasks(suite or "quick")
+
+
+def _select_pipelines(names: list[str] | None) -> list[str]:
+    from bench.pipelines import available, source_file
+
+    for name in names or []:
+        source_file(name)  # raises BenchError naming the known pipelines
+    return names or available()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench import runner, tracking
+    from bench.progress import SuiteProgress, print_summary
+    from bench.splits import make_split
+    from bench.tasks import cached_data
+
+    if args.seeds < 1 or args.budget <= 0 or args.cores < 1 or args.latency_n < 1:
+        raise BenchError("--seeds, --budget, --cores and --latency-n must be positive", field="run")
+    tasks = _select_tasks(args.suite, args.tasks)
+    pipelines = _select_pipelines(args.pipelines)
+    seeds = list(range(args.seeds))
+    # Validate every task's data and split before anything is written to the store.
+    for task in tasks:
+        data = cached_data(task)
+        for seed in seeds:
+            make_split(data, seed)
+    uri = tracking.resolve_uri(args.tracking_uri)
+    tracking.check_store(uri)
+    config = runner.RunConfig(tracking_uri=uri, budget_s=args.budget, threads=args.cores,
+                              time_margin_s=args.time_margin, suite=args.suite or "custom", force=args.force,
+                              latency_n=args.latency_n, cold_start_repeats=args.cold_start_repeats,
+                              batch_rows=args.batch_rows)
+    if args.memory_limit_gb:
+        config.memory_limit_mb = args.memory_limit_gb * 1024
+    jobs = runner.plan(tasks, pipelines, seeds)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    with SuiteProgress(len(jobs)) as progress:
+        outcomes = runner.run_all(jobs, config, progress.on_event)
+    print_summary(outcomes, uri)
+    return 0
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from bench.tasks import all_tasks, cached_shape, tasks_dir
+
+    table = Table(box=None)
+    if args.what == "tasks":
+        for col in ("name", "kind", "rows", "features", "metric", "source"):
+            table.add_column(col, justify="right" if col in ("rows", "features") else "left")
+        for task in all_tasks():
+            shape = cached_shape(task)
+            rows, feats = (f"{shape[0]:,}", str(shape[1])) if shape else ("?", "?")
+            table.add_row(task.name, task.kind, rows, feats, task.metric, task.source_label)
+    elif args.what == "suites":
+        import yaml
+
+        table.add_column("suite")
+        table.add_column("tasks")
+        for path in sorted((tasks_dir() / "suites").glob("*.yaml")):
+            table.add_row(path.stem, ", ".join(yaml.safe_load(path.read_text())["tasks"]))
+    else:
+        from bench.measure import code_effort
+        from bench.pipelines import available, source_file, technology_of
+
+        for col in ("pipeline", "technology", "lloc", "file"):
+            table.add_column(col)
+        for name in available():
+            effort = code_effort(source_file(name))
+            table.add_row(name, technology_of(name), f"{effort['lloc']:.0f}", str(source_file(name)))
+    Console().print(table)
+    if args.what == "tasks" and any(cached_shape(t) is None for t in all_tasks()):
+        print("? = not loaded yet: rows and features are filled in once a run has loaded the task.")
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from bench import tracking
+
+    uri = tracking.resolve_uri(args.tracking_uri)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: binding {args.host} exposes the UI (and every artifact) to the network",
+              file=sys.stderr)
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", args.host,
+           "--port", str(args.port), "--workers", "1"]
+    env = os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    print(f"MLflow UI on http://{args.host}:{args.port} over {uri} (Ctrl-C stops it)")
+    return subprocess.call(cmd, env=env)
+
+
+def cmd_matrix(args: argparse.Namespace) -> int:
+    from bench import matrix, tracking
+
+    uri = tracking.resolve_uri(args.tracking_uri)
+    task_names = [t.name for t in _select_tasks(args.suite, args.tasks)] if (args.suite or args.tasks) else None
+    written = matrix.export(uri, tasks=task_names, pipelines=args.pipelines, formats=args.format, out=args.out)
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

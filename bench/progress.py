@@ -1,0 +1,77 @@
+"""Terminal output of ``bench run``: a progress bar with ETA while jobs run, a summary table after."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from statistics import mean, stdev
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from bench.runner import Job, Outcome
+
+
+class SuiteProgress:
+    """One bar over all jobs; skipped jobs advance it at once, so the ETA reflects only real work."""
+
+    def __init__(self, total: int) -> None:
+        self.console = Console(stderr=True)
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                                 console=self.console)
+        self.bar = self.progress.add_task("jobs", total=total)
+
+    def __enter__(self) -> SuiteProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def on_event(self, kind: str, job: Job, outcome: Outcome | None) -> None:
+        if kind == "start":
+            self.progress.update(self.bar, description=f"running {job.label}")
+            return
+        self.progress.advance(self.bar)
+        if outcome and outcome.status == "failed":
+            self.console.print(f"[red]failed[/red] {job.label}: {outcome.cause}: {outcome.message[:200]}")
+
+
+def print_summary(outcomes: list[Outcome], uri: str) -> None:
+    console = Console()
+    scores: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for o in outcomes:
+        if o.primary_score is not None:
+            scores[(o.job.task.name, o.job.pipeline)].append(o.primary_score)
+    counts = defaultdict(int)
+    for o in outcomes:
+        counts[o.status] += 1
+    tasks = list(dict.fromkeys(o.job.task.name for o in outcomes))
+    pipes = list(dict.fromkeys(o.job.pipeline for o in outcomes))
+    metric = {o.job.task.name: o.job.task.metric for o in outcomes}
+    if scores:
+        table = Table(title="primary metric of this invocation's jobs (mean ± sd over seeds)")
+        table.add_column("task")
+        table.add_column("metric")
+        for p in pipes:
+            table.add_column(p, justify="right")
+        for t in tasks:
+            cells = []
+            for p in pipes:
+                v = scores.get((t, p), [])
+                cells.append("-" if not v else f"{mean(v):.4g}" + (f" ± {stdev(v):.2g}" if len(v) > 1 else ""))
+            table.add_row(t, metric[t], *cells)
+        console.print(table)
+    console.print(f"finished {counts['finished']}, skipped (already measured) {counts['skipped']}, "
+                  f"failed {counts['failed']}; store: {uri}")
+    for o in outcomes:
+        if o.status == "failed":
+            console.print(f"  [red]FAILED[/red] {o.job.label} ({o.cause}): {o.message[:300]}")
