@@ -222,24 +222,51 @@ def _tail(path: Path, limit: int = 20_000) -> str:
     return data[-limit:].decode("utf-8", errors="replace")
 
 
-def run_all(jobs: list[Job], config: RunConfig,
-            on_event: Callable[[str, Job, Outcome | None], None] = lambda *_: None) -> list[Outcome]:
-    """Run jobs one after the other (the local executor), skipping those already finished in the store."""
+@dataclass(frozen=True)
+class PendingJob:
+    """A job still to run, with what its process needs: its key and the experiment it logs to."""
+
+    job: Job
+    key: str
+    experiment_id: str
+
+
+def pending_jobs(jobs: list[Job], config: RunConfig) -> tuple[list[PendingJob], list[Outcome]]:
+    """Split jobs into those to run and those already finished in the store (unless ``force``).
+
+    Creates each task's experiment here, in the parent, before any worker starts (FACTS.md: concurrent
+    creation of a fresh SQLite store fails).
+    """
     names = {j.task.name for j in jobs}
     experiments = {name: tracking.experiment_id(config.tracking_uri, name) for name in names}
     done = set() if config.force else tracking.finished_job_keys(config.tracking_uri, list(experiments.values()))
-    outcomes: list[Outcome] = []
+    pending, skipped = [], []
     for job in jobs:
         key = job_key(job, config)
         if key in done:
-            outcome = Outcome(job, "skipped")
-            outcomes.append(outcome)
-            on_event("skipped", job, outcome)
-            continue
-        on_event("start", job, None)
-        run_id = tracking.start_run(config.tracking_uri, experiments[job.task.name], job.run_name,
-                                    run_tags(job, config, key), run_params(job, config))
-        outcome = execute(job, config, run_id)
+            skipped.append(Outcome(job, "skipped"))
+        else:
+            pending.append(PendingJob(job, key, experiments[job.task.name]))
+    return pending, skipped
+
+
+def run_one(item: PendingJob, config: RunConfig) -> Outcome:
+    """Open the job's MLflow run, then execute it in its own supervised process. Any executor calls this."""
+    job = item.job
+    run_id = tracking.start_run(config.tracking_uri, item.experiment_id, job.run_name,
+                                run_tags(job, config, item.key), run_params(job, config))
+    return execute(job, config, run_id)
+
+
+def run_all(jobs: list[Job], config: RunConfig,
+            on_event: Callable[[str, Job, Outcome | None], None] = lambda *_: None) -> list[Outcome]:
+    """Run jobs one after the other (the local executor), skipping those already finished in the store."""
+    pending, outcomes = pending_jobs(jobs, config)
+    for outcome in outcomes:
+        on_event("skipped", outcome.job, outcome)
+    for item in pending:
+        on_event("start", item.job, None)
+        outcome = run_one(item, config)
         outcomes.append(outcome)
-        on_event("end", job, outcome)
+        on_event("end", item.job, outcome)
     return outcomes
