@@ -71,7 +71,8 @@ def print_summary(outcomes: list[Outcome], uri: str) -> None:
             table.add_row(t, metric[t], *cells)
         console.print(table)
     console.print(f"finished {counts['finished']}, skipped (already measured) {counts['skipped']}, "
-                  f"failed {counts['failed']}; store: {uri}")
+                  f"failed {counts['failed']}"
+                  + (f", run by another process {counts['claimed']}" if counts["claimed"] else "") + f"; store: {uri}")
     for o in outcomes:
         if o.status == "failed":
             console.print(f"  [red]FAILED[/red] {o.job.label} ({o.cause}): {o.message[:300]}")

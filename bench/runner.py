@@ -77,7 +77,7 @@ class RunConfig:
 @dataclass
 class Outcome:
     job: Job
-    status: str  # finished | failed | killed | skipped
+    status: str  # finished | failed | skipped | claimed (another process runs it)
     run_id: str | None = None
     cause: str = ""
     message: str = ""
@@ -253,8 +253,11 @@ def pending_jobs(jobs: list[Job], config: RunConfig) -> tuple[list[PendingJob], 
 def run_one(item: PendingJob, config: RunConfig) -> Outcome:
     """Open the job's MLflow run, then execute it in its own supervised process. Any executor calls this."""
     job = item.job
-    run_id = tracking.start_run(config.tracking_uri, item.experiment_id, job.run_name,
-                                run_tags(job, config, item.key), run_params(job, config))
+    run_id = tracking.claim_run(config.tracking_uri, item.experiment_id, job.run_name,
+                                run_tags(job, config, item.key), run_params(job, config),
+                                rerun_finished=config.force)
+    if run_id is None:
+        return Outcome(job, "claimed", message="another bench process has run or is running this job")
     return execute(job, config, run_id)
 
 

@@ -43,7 +43,7 @@ def _artifact_root(uri: str) -> Path | None:
 def check_store(uri: str) -> None:
     """Create or open the store now, so an unreachable server fails before any job starts."""
     if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        _create_sqlite_store(uri)
     if uri.startswith(("http://", "https://")):
         import urllib.request
 
@@ -57,6 +57,20 @@ def check_store(uri: str) -> None:
     except Exception as exc:
         raise BenchError(f"cannot open the tracking store {uri}: {str(exc).splitlines()[0]}",
                          field="--tracking-uri") from None
+
+
+def _create_sqlite_store(uri: str) -> None:
+    """Create the tables under a file lock: two processes creating one fresh store at once crash (FACTS.md)."""
+    import fcntl
+
+    db = Path(uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.parent / f".{db.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            _client(uri).search_experiments(max_results=1)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def experiment_id(uri: str, name: str) -> str:
@@ -91,13 +105,53 @@ def finished_job_keys(uri: str, experiment_ids: list[str]) -> set[str]:
             return keys
 
 
-def start_run(uri: str, exp_id: str, run_name: str, tags: dict[str, str], params: dict[str, Any]) -> str:
+def owner_id() -> str:
+    """Who holds a claim: host and pid, so a claim of a dead local process can be recognised as stale."""
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _claim_is_live(run: Any) -> bool:
+    """A RUNNING run blocks its job unless its owner was a process on this host that no longer exists."""
+    import socket
+
+    import psutil
+
+    host, _, pid = run.data.tags.get("owner", "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    return psutil.pid_exists(int(pid))
+
+
+def claim_run(uri: str, exp_id: str, run_name: str, tags: dict[str, str], params: dict[str, Any],
+              rerun_finished: bool = False) -> str | None:
+    """Open the job's run unless another process has the job; returns None when someone else does.
+
+    Two ``bench run`` on one store must run each job once. Optimistic claim: create our RUNNING run, then
+    look at every run with the same job key; the earliest live RUNNING or FINISHED one wins, ties broken by
+    run id, so exactly one claimant proceeds and the others delete their run. Stale claims (a local owner
+    that died without cleaning up, e.g. SIGKILL) are marked KILLED and ignored.
+    """
     from mlflow.entities import Param
 
     client = _client(uri)
-    run = client.create_run(exp_id, run_name=run_name, tags=tags)
-    client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
-    return run.info.run_id
+    run = client.create_run(exp_id, run_name=run_name, tags=tags | {"owner": owner_id()})
+    mine = run.info.run_id
+    rivals = client.search_runs([exp_id], f"tags.job_key = '{tags['job_key']}'", max_results=1000)
+    contenders = []
+    for other in rivals:
+        status = other.info.status
+        if other.info.run_id != mine and status == "RUNNING" and not _claim_is_live(other):
+            client.set_tag(other.info.run_id, "failure_cause", "abandoned")
+            client.set_terminated(other.info.run_id, "KILLED")
+        elif status == "RUNNING" or (status == "FINISHED" and not rerun_finished):
+            contenders.append((status != "FINISHED", other.info.start_time, other.info.run_id))
+    if min(contenders, default=(True, 0, mine))[2] != mine:
+        client.delete_run(mine)
+        return None
+    client.log_batch(mine, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+    return mine
 
 
 def log_job_result(uri: str | None, run_id: str, result: dict[str, Any]) -> None:
