@@ -382,6 +382,9 @@ def _normalise_features(X: pd.DataFrame, task: Task) -> tuple[pd.DataFrame, list
     out = {}
     for col in X.columns:
         s = X[col]
+        if s.isna().all() or (s.dtype == object and s.astype(str).eq("").all()):
+            raise TaskError(f"column {col!r} has no values; drop it (prepare.drop) or fill it (prepare.fill)",
+                            file=task.path, field="prepare.drop")
         if col in ordered:
             levels = [str(v) for v in ordered[col]]
             unknown = set(s.dropna().astype(str)) - set(levels)

@@ -44,9 +44,12 @@ class Pipeline(BasePipeline):
                                         encoded_missing_value=np.nan), ordered)],
             remainder="passthrough", verbose_feature_names_out=False)
         booster = HistGradientBoostingClassifier if task.is_classification else HistGradientBoostingRegressor
-        model = booster(learning_rate=self.learning_rate, max_iter=self.max_iter,
+        # A 10% validation split of a tiny training set cannot hold every class: below 200 rows, no early
+        # stopping and scikit-learn's default 100 iterations.
+        early = len(X) >= 200
+        model = booster(learning_rate=self.learning_rate, max_iter=self.max_iter if early else 100,
                         max_leaf_nodes=self.max_leaf_nodes, min_samples_leaf=self.min_samples_leaf,
-                        l2_regularization=self.l2_regularization, early_stopping=True,
+                        l2_regularization=self.l2_regularization, early_stopping=early,
                         validation_fraction=0.1, n_iter_no_change=self.n_iter_no_change,
                         categorical_features=[i < len(nominal) for i in range(X.shape[1])],
                         random_state=task.seed)

@@ -1,0 +1,95 @@
+"""Property-based: generated task files and odd DataFrames either work or fail with a TaskError, never worse."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bench.errors import TaskError
+from bench.pipelines import load_module
+from bench.splits import make_split
+from bench.tasks import TOP_KEYS, load_data, load_task
+
+FUZZ = settings(max_examples=25, deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=True),
+                    st.text(max_size=8))
+values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                       st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+                      max_leaves=6)
+
+
+@FUZZ
+@given(spec=st.dictionaries(st.sampled_from([*TOP_KEYS, "extra"]), values, max_size=8))
+def test_any_yaml_mapping_is_a_task_or_a_task_error(tmp_path_factory, spec):
+    path = tmp_path_factory.mktemp("yaml") / "t.yaml"
+    path.write_text(yaml.safe_dump(spec, allow_unicode=True))
+    try:
+        load_task(path)
+    except TaskError as err:
+        assert err.file and str(path) in str(err)
+
+
+@st.composite
+def odd_frames(draw) -> pd.DataFrame:
+    rows = draw(st.integers(0, 80))
+    rng = np.random.default_rng(draw(st.integers(0, 10_000)))
+    columns = {}
+    for i in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(["float", "int", "text", "unique", "bool", "empty", "nan"]))
+        name = draw(st.sampled_from([f"c{i}", f"ü{i}", f"列{i}", f"c {i}"]))
+        if kind == "float":
+            col = rng.normal(size=rows)
+            col[rng.random(rows) < 0.2] = np.nan
+        elif kind == "int":
+            col = rng.integers(-3, 3, size=rows)
+        elif kind == "text":
+            col = rng.choice(["a", "", "é", "None", "b"], size=rows)
+        elif kind == "unique":
+            col = np.array([f"id{j}" for j in range(rows)], dtype=object)
+        elif kind == "bool":
+            col = rng.random(rows) < 0.5
+        elif kind == "empty":
+            col = np.array([""] * rows, dtype=object)
+        else:
+            col = np.full(rows, np.nan)
+        columns[name] = col
+    target = draw(st.sampled_from(["labels", "numbers", "one_class", "with_nan"]))
+    if target == "labels":
+        columns["y"] = rng.choice(["yes", "no"], size=rows)
+    elif target == "numbers":
+        columns["y"] = rng.normal(size=rows)
+    elif target == "one_class":
+        columns["y"] = np.array(["yes"] * rows, dtype=object)
+    else:
+        y = rng.choice(["yes", "no"], size=rows).astype(object)
+        y[rng.random(rows) < 0.3] = None
+        columns["y"] = y
+    return pd.DataFrame(columns)
+
+
+@FUZZ
+@given(frame=odd_frames(), kind=st.sampled_from(["binary", "regression"]), fmt=st.sampled_from(["csv", "parquet"]))
+def test_odd_data_validates_and_runs_or_fails_with_a_task_error(tmp_path_factory, frame, kind, fmt):
+    folder = tmp_path_factory.mktemp("data")
+    data_file = folder / f"d.{fmt}"
+    frame.to_csv(data_file, index=False) if fmt == "csv" else frame.to_parquet(data_file)
+    label = '\npositive_label: "yes"' if kind == "binary" else ""
+    (folder / "t.yaml").write_text(f"name: fuzz\nkind: {kind}\ntarget: y{label}\n"
+                                   f"source: {{type: file, path: d.{fmt}}}\n")
+    try:
+        data = load_data(load_task(folder / "t.yaml"))
+        split = make_split(data, seed=0)
+    except TaskError as err:
+        assert "t.yaml" in str(err)
+        return
+    X_train, y_train = data.X.iloc[split.train], data.y.iloc[split.train]
+    for name in ("sklearn_linear", "sklearn_hgb"):
+        pipe = load_module(name).Pipeline()
+        pipe.fit(X_train, y_train, data.info(seed=0, threads=1, budget_s=10, deadline=time.monotonic() + 10))
+        assert len(pipe.predict(data.X.iloc[split.test])) == len(split.test)
