@@ -453,8 +453,8 @@ def load_data(task: Task) -> TaskData:
     y_raw = df.pop(task.target)
     if df.shape[1] == 0:
         raise TaskError("no feature columns are left after preparation", file=task.path, field="prepare.drop")
-    X, numeric, categorical, ordinal = _normalise_features(df, task)
     y, classes = _target(y_raw, task)
+    X, numeric, categorical, ordinal = _normalise_features(df, task)
     return TaskData(task=task, X=X, y=y, numeric=tuple(numeric), categorical=tuple(categorical),
                     ordinal=ordinal, classes=classes)
 

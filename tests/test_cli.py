@@ -40,12 +40,16 @@ def test_bad_input_is_one_line_exit_2_and_writes_no_store(tmp_path):
     for args, fragment in [(["--tasks", str(bad)], "field 'foo': unknown key"),
                            (["--tasks", "no_such_task"], "unknown task 'no_such_task'"),
                            (["--suite", "nope"], "unknown suite 'nope'"),
-                           (["--tasks", "penguins", "--pipelines", "nope"], "unknown pipeline 'nope'")]:
-        out = bench("run", *args, "--tracking-uri", uri, cwd=REPO)
+                           (["--tasks", "penguins", "--pipelines", "nope"], "unknown pipeline 'nope'"),
+                           (["--tasks", "penguins", "--pipelines", "sklearn_hgb", "--tracking-uri",
+                             "http://127.0.0.1:9"], "cannot reach the tracking server")]:
+        out = bench("run", *args, *([] if "--tracking-uri" in args else ["--tracking-uri", uri]), cwd=REPO)
         assert out.returncode == 2, out.stderr
         assert fragment in out.stderr
         assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
     assert not (tmp_path / "store").exists(), "nothing is written for invalid input"
+    debug = bench("--debug", "run", "--tasks", str(bad), "--tracking-uri", uri, cwd=REPO)
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
 
 
 def test_run_then_rerun_then_matrix(tmp_path):

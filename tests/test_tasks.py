@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from bench.errors import TaskError
-from bench.tasks import all_tasks, cached_data, cached_shape, load_data, load_task, suite_tasks
+from bench.splits import make_split
+from bench.tasks import _prepare, all_tasks, cached_data, cached_shape, load_data, load_task, suite_tasks
 from tests.conftest import REPO, write_task
 
 TASKS_DIR = REPO / "tasks"
@@ -110,13 +111,24 @@ def test_invalid_task_data_names_file_and_field(tmp_path, text, frame, field, fr
     assert fragment in str(err.value)
 
 
-def test_empty_and_duplicate_column_files(tmp_path):
+def test_empty_unreadable_and_duplicate_column_files(tmp_path):
     (tmp_path / "d.csv").write_text("")
-    with pytest.raises(TaskError, match="cannot read"):
+    with pytest.raises(TaskError, match="cannot read") as err:
         load_data(load_task(_task(tmp_path, BASE)))
-    (tmp_path / "d.csv").write_text("x,x,y\n1,2,a\n3,4,b\n")
-    frame = pd.read_csv(tmp_path / "d.csv")  # pandas renames to x.1; a parquet file can keep true duplicates
-    assert list(frame.columns) == ["x", "x.1", "y"]
+    assert err.value.field == "source.path"
+    (tmp_path / "d.parquet").write_bytes(b"\x00\xffnot parquet at all")
+    with pytest.raises(TaskError, match="cannot read"):
+        load_data(load_task(_task(tmp_path, BASE.replace("d.csv", "d.parquet"))))
+    task = load_task(_task(tmp_path, BASE, FRAME))
+    dupes = pd.DataFrame([[1, 2, "a"], [3, 4, "b"]], columns=["x", "x", "y"])  # e.g. from a user's parquet
+    with pytest.raises(TaskError, match=r"duplicate column names \['x'\]"):
+        _prepare(dupes, task)
+
+
+def test_too_few_rows_for_a_split_is_a_clear_error(tmp_path):
+    data = load_data(load_task(_task(tmp_path, BASE, FRAME.head(8))))
+    with pytest.raises(TaskError, match="training and .* test rows"):
+        make_split(data, seed=0)
 
 
 def test_non_ascii_columns_and_labels(tmp_path):
