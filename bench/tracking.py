@@ -179,6 +179,7 @@ def log_job_model(uri: str | None, run_id: str, pipe: Any, technology: str, mode
     recorded as a tag and never fails the run: the measurements are already logged.
     """
     import mlflow
+
     from bench.environment import versions
 
     uri = resolve_uri(uri)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
-import pandas as pd
-
 import mlflow
+import pandas as pd
+import psutil
+
 from tests.conftest import REPO, write_task
 
 BENCH = [sys.executable, "-m", "bench.cli"]
@@ -16,8 +22,6 @@ HEAVY = ("torch", "tensorflow", "keras", "sklearn", "flaml", "mlflow", "lightgbm
 
 
 def bench(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    import os
-
     return subprocess.run([*BENCH, *args], cwd=cwd, capture_output=True, text=True, timeout=600,
                           env=os.environ | {"PYTHONPATH": str(REPO)} | (env or {}))
 
@@ -79,3 +83,30 @@ def test_run_then_rerun_then_matrix(tmp_path):
     matrix = pd.read_csv(tmp_path / "results" / "decision_matrix.csv")
     assert set(matrix["pipeline"]) == {"sklearn_hgb", "sklearn_linear"}
     assert (tmp_path / "results" / "decision_matrix.md").read_text().count("sklearn_") >= 2
+
+
+def test_ui_serves_the_store_on_loopback_and_stops_with_its_server(tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    uri = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
+    proc = subprocess.Popen([*BENCH, "ui", "--port", str(port), "--tracking-uri", uri], cwd=tmp_path,
+                            env=os.environ | {"PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                assert urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).read() == b"OK"
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, "the UI did not come up"
+                time.sleep(0.5)
+        listeners = [c for c in psutil.net_connections("tcp") if c.laddr and c.laddr.port == port
+                     and c.status == psutil.CONN_LISTEN]
+        assert listeners and all(c.laddr.ip == "127.0.0.1" for c in listeners)
+        children = psutil.Process(proc.pid).children(recursive=True)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    time.sleep(1)
+    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]

@@ -8,9 +8,9 @@ import subprocess
 import sys
 import time
 
+import mlflow
 import psutil
 
-import mlflow
 from bench import tracking
 from tests.conftest import FAKE_PIPELINES, REPO, write_task
 

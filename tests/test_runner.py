@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import mlflow
 import pytest
 
-import mlflow
 from bench import runner, tracking
 from bench.tasks import load_task
 from tests.conftest import FAKE_PIPELINES
