@@ -81,7 +81,14 @@ METRIC_SETS = {
 
 def score_all(kind: str, y: Any, pred: np.ndarray, proba: np.ndarray | None, classes: tuple,
               positive: Any) -> dict[str, float]:
-    """The task kind's standard metric set; proba columns follow ``classes``."""
+    """The task kind's standard metric set; proba columns follow ``classes``.
+
+    Predicted labels are cast to the classes' dtype first: a framework that hands integer labels back in
+    an object array (FLAML does) would otherwise make scikit-learn see an "unknown" target type.
+    """
+    if kind != "regression":
+        labels = np.asarray(classes)
+        pred = np.asarray(pred).astype(labels.dtype) if labels.dtype != object else np.asarray(pred)
     out = {}
     for name in METRIC_SETS[kind]:
         metric = METRICS[name]

@@ -29,7 +29,7 @@ def write_task(folder: Path, kind: str, rows: int = 240, seed: int = 0, name: st
     if kind == "binary":
         frame["label"] = np.where(signal + rng.normal(scale=0.5, size=rows) > 0, "yes", "no")
     elif kind == "multiclass":
-        frame["label"] = np.select([signal < -1, signal < 1], ["low", "mid"], "high")
+        frame["label"] = np.select([signal < -1, signal < 1], [0, 1], 2)  # integer labels, as digits has
     else:
         frame["label"] = 10 * signal + rng.normal(size=rows)
     name = name or f"tiny_{kind}"
