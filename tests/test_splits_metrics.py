@@ -39,3 +39,10 @@ def test_constant_predictor_anchors_zero_quality():
     assert scores["roc_auc"] == 0.5 and scores["balanced_accuracy"] == 0.5
     values, _ = constant_predictions("regression", np.array([1.0, 3.0]), 3, ())
     assert np.allclose(values, 2.0)
+
+
+def test_constant_predictor_scores_integer_and_boolean_labels():
+    for classes, y in [((0, 1), np.array([0, 1, 0, 0])), ((False, True), np.array([False, True, True, True]))]:
+        pred, proba = constant_predictions("binary", y, len(y), classes)
+        scores = score_all("binary", y, pred, proba, classes, classes[1])
+        assert scores["roc_auc"] == 0.5 and scores["balanced_accuracy"] == 0.5
