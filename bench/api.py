@@ -86,7 +86,7 @@ class BasePipeline:
     """
 
     technology: ClassVar[Technology]
-    #: True when the pipeline can update a fitted model on new data (``partial_fit``).
+    #: True when the pipeline can update a fitted model on new data (``update``).
     supports_online_learning: ClassVar[bool] = False
 
     def fit(self, X: pd.DataFrame, y: pd.Series, task: TaskInfo) -> Self:
@@ -106,6 +106,14 @@ class BasePipeline:
     def load(cls, path: Path) -> Self:
         """Read back what ``save`` wrote; used in a fresh process for the cold-start measurement."""
         raise NotImplementedError
+
+    def update(self, X: pd.DataFrame, y: pd.Series, task: TaskInfo) -> Self:
+        """Learn from a new batch without refitting from scratch: the online-learning path.
+
+        Pipelines that have one (``partial_fit``, a few epochs of fine-tuning, a warm-started search) set
+        ``supports_online_learning = True``; the stream benchmark marks the others as retrain-only.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no incremental update; it can only be refitted")
 
     def encode(self, X: pd.DataFrame) -> Any:
         return X
