@@ -51,13 +51,19 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--host", default="127.0.0.1", help="bind address (anything but loopback is exposed)")
     ui.add_argument("--tracking-uri")
 
-    mx = sub.add_parser("matrix", help="aggregate runs into the decision matrix under results/")
-    mx.add_argument("--suite")
-    mx.add_argument("--tasks", type=_csv)
-    mx.add_argument("--pipelines", type=_csv)
-    mx.add_argument("--format", type=_csv, default=["csv", "md"], help="csv,md (comma-separated)")
-    mx.add_argument("--out", type=Path, default=Path("results"))
+    mx = sub.add_parser("matrix", help="rank the pipelines for a requirement profile from the runs, with reasons")
+    mx.add_argument("--suite", help="only the tasks of this suite")
+    mx.add_argument("--tasks", type=_csv, help="only these tasks, comma-separated")
+    mx.add_argument("--pipelines", type=_csv, help="only these pipelines, comma-separated")
+    mx.add_argument("--profile", default="balanced", help="built-in profile (balanced, edge, cloud-batch, "
+                    "cloud-realtime, online-learning, low-effort) or a path to a profile YAML file")
+    mx.add_argument("--network-rtt-ms", type=float, help="network round trip added to online latencies "
+                    "(overrides the profile's network_rtt_ms)")
+    mx.add_argument("--format", type=_csv, default=["csv", "md"], help="csv,md,json,html (default csv,md)")
+    mx.add_argument("--out", type=Path, default=Path("results"), help="folder for the files (default results/)")
     mx.add_argument("--tracking-uri")
+    mx.add_argument("--ui-url", default="http://127.0.0.1:5000", help="MLflow UI base for the compare-runs links")
+    mx.add_argument("--no-log", action="store_true", help="do not log the files as an MLflow run in 'matrix'")
     return parser
 
 
@@ -183,13 +189,30 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
-    from bench import matrix, tracking
+    from bench import matrix, report, tracking
+    from bench.profiles import load_profile, with_network_rtt
 
+    formats = report.check_formats(args.format)
+    profile = with_network_rtt(load_profile(args.profile), args.network_rtt_ms)
     uri = tracking.resolve_uri(args.tracking_uri)
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise BenchError(f"no MLflow store at {uri}; run `bench run` first or give --tracking-uri",
+                         field="--tracking-uri")
     task_names = [t.name for t in _select_tasks(args.suite, args.tasks)] if (args.suite or args.tasks) else None
-    written = matrix.export(uri, tasks=task_names, pipelines=args.pipelines, formats=args.format, out=args.out)
-    for path in written:
-        print(f"wrote {path}")
+    with report.MatrixRunLogger(uri, enabled=not args.no_log) as logger:  # its mlflow import overlaps the rest
+        runs = matrix.read_runs(uri, tasks=task_names, pipelines=args.pipelines)
+        if runs.empty:
+            raise BenchError(f"no runs in {uri} for this selection; run `bench run` first or widen --tasks/"
+                             "--pipelines", field="--tracking-uri")
+        result = matrix.build(runs, profile)
+        meta = report.describe(runs, result, uri=uri, suite=args.suite, tasks=task_names,
+                               pipelines=args.pipelines, ui_url=args.ui_url)
+        written = report.export(result, meta, formats, args.out)
+        print(report.console_summary(result, meta))
+        for path in written:
+            print(f"wrote {path}")
+        if run_id := logger.log(result, meta, written):
+            print(f"logged as MLflow run {run_id} in experiment 'matrix'")
     return 0
 
 

@@ -1,0 +1,205 @@
+"""Requirement profiles: hard constraints plus weights, loaded from YAML and validated.
+
+A profile is how a user states *their* requirements ("on the device, p99 under 10 ms and a model under
+5 MB; then quality matters most"). Built-ins live in ``bench/profiles/*.yaml``; a user's own file is given
+by path. Every mistake in a file is one ``BenchError`` naming the file, the field and the fix, because a
+silently ignored typo in a weight would quietly change the decision.
+
+Example (``my_profile.yaml``)::
+
+    name: kiosk
+    description: Touch-screen kiosk, predictions on the device.
+    constraints:
+      latency_p99_ms: {max: 20}
+      model_mb: {max: 50}
+    weights: {quality: 3, latency_p50_ms: 1, cold_start_s: 1}
+    bounds:                      # optional: fixed [worst, best] of a criterion's normalisation
+      latency_p50_ms: [200, 0.01]
+    network_rtt_ms: 0            # optional: added to online latencies (cloud serving)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.errors import BenchError
+from bench.matrix import CRITERIA
+
+BUILTIN_DIR = Path(__file__).resolve().parent / "profiles"
+DEFAULT_PROFILE = "balanced"
+TOP_KEYS = {"name": "the profile's name", "description": "free text",
+            "constraints": "a mapping criterion -> {max: number} or {min: number}",
+            "weights": "a mapping criterion -> non-negative number",
+            "bounds": "a mapping criterion -> [worst, best]",
+            "network_rtt_ms": "a non-negative number of milliseconds added to online latencies"}
+RTT_CRITERIA = ("latency_p50_ms", "latency_p99_ms")  # end-to-end latencies a network round trip adds to
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """A hard limit: ``criterion <= limit`` (op "max") or ``criterion >= limit`` (op "min")."""
+
+    criterion: str
+    op: str
+    limit: float
+
+    def holds(self, value: float) -> bool:
+        return value <= self.limit if self.op == "max" else value >= self.limit
+
+    @property
+    def symbol(self) -> str:
+        return "<=" if self.op == "max" else ">="
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A validated profile; ``bounds`` holds only the profile's overrides of the criteria defaults."""
+
+    name: str
+    description: str
+    weights: dict[str, float]
+    constraints: tuple[Constraint, ...]
+    bounds: dict[str, tuple[float, float]]
+    network_rtt_ms: float
+    source: str
+
+    def bound(self, criterion: str) -> tuple[float, float]:
+        """(worst, best) of the fixed normalisation: the same for every pipeline, whoever else is compared."""
+        return self.bounds.get(criterion, CRITERIA[criterion].bounds)
+
+    def as_dict(self) -> dict[str, Any]:
+        used = sorted(set(self.weights) | {c.criterion for c in self.constraints})
+        return {"name": self.name, "description": self.description, "source": self.source,
+                "weights": dict(self.weights),
+                "constraints": [{"criterion": c.criterion, "op": c.op, "limit": c.limit} for c in self.constraints],
+                "bounds": {c: {"worst": self.bound(c)[0], "best": self.bound(c)[1],
+                               "scale": "log" if CRITERIA[c].log else "linear"} for c in used},
+                "network_rtt_ms": self.network_rtt_ms}
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))
+
+
+def load_profile(ref: str | Path) -> Profile:
+    """A built-in profile by name, or a YAML file by path."""
+    ref_str = str(ref)
+    builtin = BUILTIN_DIR / f"{ref_str}.yaml"
+    if "/" not in ref_str and not ref_str.endswith((".yaml", ".yml")) and builtin.is_file():
+        return parse_profile(builtin, source=f"built-in {ref_str}")
+    path = Path(ref_str).expanduser()
+    if not path.is_file():
+        raise BenchError(f"no built-in profile or file named {ref_str!r}; give one of {', '.join(builtin_names())} "
+                         "or a path to a profile YAML file", field="--profile")
+    return parse_profile(path, source=str(path.resolve()))
+
+
+def parse_profile(path: Path, source: str | None = None) -> Profile:
+    """Read and validate one profile file."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise BenchError(f"malformed YAML{at}; fix the syntax", file=path) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BenchError(f"cannot read the file ({exc}); check its permissions and encoding (UTF-8)",
+                         file=path) from None
+    if not isinstance(data, dict):
+        raise BenchError("expected a YAML mapping with name, weights and optionally constraints", file=path)
+    for key in data:
+        if key not in TOP_KEYS:
+            raise BenchError(f"unknown key; expected one of: {', '.join(TOP_KEYS)}", file=path, field=str(key))
+    name = data.get("name", path.stem)
+    if not isinstance(name, str) or not name.strip():
+        raise BenchError("expected a non-empty string", file=path, field="name")
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise BenchError("expected free text", file=path, field="description")
+    weights = _weights(path, data.get("weights"))
+    constraints = _constraints(path, data.get("constraints") or {})
+    bounds = _bounds(path, data.get("bounds") or {})
+    rtt = data.get("network_rtt_ms", 0)
+    if not _number(rtt) or rtt < 0:
+        raise BenchError(f"expected {TOP_KEYS['network_rtt_ms']}, got {rtt!r}", file=path, field="network_rtt_ms")
+    return Profile(name.strip(), description.strip(), weights, constraints, bounds, float(rtt), source or str(path))
+
+
+def with_network_rtt(profile: Profile, rtt_ms: float | None) -> Profile:
+    """The profile with its network round trip replaced (the ``--network-rtt-ms`` option)."""
+    if rtt_ms is None:
+        return profile
+    if rtt_ms < 0:
+        raise BenchError("expected a non-negative number of milliseconds", field="--network-rtt-ms")
+    from dataclasses import replace
+
+    return replace(profile, network_rtt_ms=float(rtt_ms))
+
+
+def _criterion(path: Path, field: str, name: object) -> str:
+    if not isinstance(name, str) or name not in CRITERIA:
+        raise BenchError(f"unknown criterion {name!r}; expected one of: {', '.join(CRITERIA)}", file=path,
+                         field=field)
+    return name
+
+
+def _weights(path: Path, raw: object) -> dict[str, float]:
+    if not isinstance(raw, dict) or not raw:
+        raise BenchError(f"missing or empty; expected {TOP_KEYS['weights']}, e.g. {{quality: 3, lloc: 1}}",
+                         file=path, field="weights")
+    weights = {}
+    for key, value in raw.items():
+        name = _criterion(path, f"weights.{key}", key)
+        if not _number(value) or value < 0:
+            raise BenchError(f"expected a non-negative number, got {value!r}", file=path, field=f"weights.{key}")
+        weights[name] = float(value)
+    if not any(weights.values()):
+        raise BenchError("all weights are 0; give at least one criterion a positive weight", file=path,
+                         field="weights")
+    return weights
+
+
+def _constraints(path: Path, raw: object) -> tuple[Constraint, ...]:
+    if not isinstance(raw, dict):
+        raise BenchError(f"expected {TOP_KEYS['constraints']}", file=path, field="constraints")
+    out = []
+    for key, spec in raw.items():
+        name = _criterion(path, f"constraints.{key}", key)
+        where = f"constraints.{key}"
+        if not isinstance(spec, dict) or not spec or set(spec) - {"max", "min"}:
+            raise BenchError(f"expected {{max: number}} and/or {{min: number}}, got {spec!r}", file=path, field=where)
+        for op, limit in spec.items():
+            if not _number(limit):
+                raise BenchError(f"expected a number, got {limit!r}", file=path, field=f"{where}.{op}")
+            out.append(Constraint(name, op, float(limit)))
+    return tuple(out)
+
+
+def _bounds(path: Path, raw: object) -> dict[str, tuple[float, float]]:
+    if not isinstance(raw, dict):
+        raise BenchError(f"expected {TOP_KEYS['bounds']}", file=path, field="bounds")
+    out = {}
+    for key, pair in raw.items():
+        name = _criterion(path, f"bounds.{key}", key)
+        where = f"bounds.{key}"
+        if not (isinstance(pair, list) and len(pair) == 2 and all(_number(v) for v in pair) and pair[0] != pair[1]):
+            raise BenchError(f"expected [worst, best], two different numbers, got {pair!r}", file=path, field=where)
+        worst, best = float(pair[0]), float(pair[1])
+        crit = CRITERIA[name]
+        if crit.log and min(worst, best) <= 0:
+            raise BenchError(f"{name} is normalised on a log scale: both bounds must be > 0", file=path, field=where)
+        if (best > worst) != crit.higher_is_better:
+            better = "higher" if crit.higher_is_better else "lower"
+            raise BenchError(f"{better} is better for {name}: write [worst, best] with best {better} than worst",
+                             file=path, field=where)
+        out[name] = (worst, best)
+    return out
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,0 +1,305 @@
+"""The decision matrix's arithmetic on hand-made runs (the columns ``mlflow.search_runs`` gives): quality
+normalisation, aggregation, constraints, weighted sum, TOPSIS against pymcdm, Pareto, stability when a
+dominated pipeline joins, reasons, statistics against scipy/autorank, and profile validation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench import matrix, stats
+from bench.errors import BenchError
+from bench.profiles import Profile, builtin_names, load_profile, parse_profile
+
+BASE = {"fit_wall_s": 1.0, "fit_cpu_s": 1.0, "batch_rows_per_s": 1e5, "latency_p50_ms": 1.0,
+        "latency_p99_ms": 2.0, "model_latency_p50_ms": 0.5, "model_bytes": 1e6, "peak_rss_mb": 50.0,
+        "cold_start_s": 2.0, "lloc": 50.0, "complexity_total": 10.0, "online_learning": 0.0, "latency_n": 1000.0}
+
+
+def fake_runs(spec: dict[str, dict], tasks: tuple[str, ...] = ("auc_task", "rmse_task"), seeds: int = 3,
+              failed: tuple[tuple[str, str, int], ...] = ()) -> pd.DataFrame:
+    """Runs as mlflow.search_runs returns them. ``skill`` in a pipeline's spec is the fraction of the way
+    from the constant predictor to a perfect score (+0.01 per seed); other keys override BASE metrics."""
+    rows = []
+    t0 = pd.Timestamp("2026-11-01", tz="UTC")
+    for t_i, task in enumerate(tasks):
+        rmse = "rmse" in task
+        const = 80.0 if rmse else 0.5
+        for pipeline, overrides in spec.items():
+            for seed in range(seeds):
+                values = BASE | {k: v for k, v in overrides.items() if k not in ("skill", "technology")}
+                skill = overrides.get("skill", 0.5) + 0.01 * seed
+                score = const * (1 - 0.5 * skill) if rmse else const + (1 - const) * skill
+                bad = (task, pipeline, seed) in failed
+                row = {"run_id": f"{task}-{pipeline}-{seed}", "experiment_id": str(t_i + 1),
+                       "status": "FAILED" if bad else "FINISHED", "start_time": t0 + pd.Timedelta(minutes=len(rows)),
+                       "tags.task": task, "tags.pipeline": pipeline, "tags.seed": str(seed),
+                       "tags.technology": overrides.get("technology", "sklearn"),
+                       "tags.job_key": f"{task}-{pipeline}-{seed}",
+                       "params.primary_metric": "rmse" if rmse else "roc_auc",
+                       "params.version.scikit-learn": "1.9.1", "tags.cpu_model": "test CPU"}
+                if bad:
+                    row["tags.failure_cause"] = "exception"
+                else:
+                    row |= {"metrics.primary_score": score, "metrics.primary_constant": const}
+                    row |= {f"metrics.{k}": float(v) for k, v in values.items()}
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def profile(weights: dict[str, float], constraints: tuple = (), bounds: dict | None = None, rtt: float = 0.0,
+            name: str = "test") -> Profile:
+    from bench.profiles import Constraint
+
+    return Profile(name, "", weights, tuple(Constraint(*c) for c in constraints), bounds or {}, rtt, "test")
+
+
+# ---------------------------------------------------------------- normalisation and aggregation
+
+def test_quality_is_zero_at_the_constant_and_one_at_the_best_per_split_either_direction():
+    runs = fake_runs({"good": {"skill": 0.8}, "half": {"skill": 0.4}}, seeds=1)
+    fin = runs.copy()
+    q = matrix.normalised_quality(fin)
+    by = dict(zip(fin["run_id"], q, strict=True))
+    assert by["auc_task-good-0"] == pytest.approx(1.0) and by["rmse_task-good-0"] == pytest.approx(1.0)
+    assert by["auc_task-half-0"] == pytest.approx(0.5) and by["rmse_task-half-0"] == pytest.approx(0.5)
+    # a score worse than the constant predictor is negative, not clipped
+    fin.loc[fin["run_id"] == "auc_task-half-0", "metrics.primary_score"] = 0.4
+    assert matrix.normalised_quality(fin)[fin["run_id"] == "auc_task-half-0"].iloc[0] < 0
+
+
+def test_aggregate_medians_over_seeds_geometric_mean_over_tasks_failures_and_reruns():
+    runs = fake_runs({"a": {"skill": 0.8}}, seeds=3, failed=(("auc_task", "a", 2),))
+    runs.loc[runs["tags.task"] == "auc_task", "metrics.fit_wall_s"] = [1.0, 9.0, np.nan]  # median over seeds: 5
+    runs.loc[runs["tags.task"] == "rmse_task", "metrics.fit_wall_s"] = [20.0, 20.0, 20.0]
+    agg = matrix.aggregate(runs)
+    row = agg.table.loc["a"]
+    assert row["fit_wall_s"] == pytest.approx(math.sqrt(5.0 * 20.0))
+    assert row["failure_rate"] == pytest.approx(1 / 6) and row["runs"] == 6 and row["finished"] == 5
+    assert "exception on auc_task x1" in row["failures"]
+    # a rerun that finished replaces the failed run of the same job key
+    rerun = runs[runs["status"] == "FAILED"].assign(status="FINISHED", run_id="rerun",
+                                                    start_time=pd.Timestamp("2026-12-01", tz="UTC"))
+    rerun[[c for c in runs.columns if c.startswith("metrics.")]] = runs.iloc[0][
+        [c for c in runs.columns if c.startswith("metrics.")]].to_numpy()
+    agg2 = matrix.aggregate(pd.concat([rerun, runs]))
+    assert agg2.table.loc["a", "failure_rate"] == 0 and agg2.duplicates == 1
+
+
+def test_spread_over_seeds_and_bootstrap_interval_and_mean_rank():
+    runs = fake_runs({"a": {"skill": 0.8}, "b": {"skill": 0.4}}, seeds=4)
+    table = matrix.aggregate(runs).table
+    assert table.loc["a", "quality_sd"] == pytest.approx(0.0, abs=1e-9)  # always the best: 1 on every split
+    low, high = table.loc["b", ["quality_ci_low", "quality_ci_high"]]
+    assert low <= table.loc["b", "quality"] <= high
+    assert table.loc["a", "mean_rank"] == 1 and table.loc["b", "mean_rank"] == 2
+
+
+# ---------------------------------------------------------------- scoring primitives
+
+def test_utility_uses_fixed_bounds_a_log_scale_clipping_and_worst_for_missing():
+    crit = matrix.CRITERIA["latency_p50_ms"]
+    values = pd.Series([1000.0, 0.01, 1.0, 1e6, np.nan, 0.1])
+    u = matrix.utility(values, crit, (1000.0, 0.01))
+    assert list(u.round(6)) == [0.0, 1.0, 0.6, 0.0, 0.0, 0.8]
+    linear = matrix.utility(pd.Series([0.25, 1.5]), matrix.CRITERIA["quality"], (0.0, 1.0))
+    assert list(linear) == [0.25, 1.0]
+
+
+def test_weighted_sum_by_hand():
+    util = pd.DataFrame({"quality": [1.0, 0.5], "lloc": [0.0, 1.0]}, index=["x", "y"])
+    scores = matrix.weighted_sum(util, {"quality": 3, "lloc": 1})
+    assert scores["x"] == pytest.approx(0.75) and scores["y"] == pytest.approx(0.625)
+
+
+def test_topsis_matches_pymcdm():
+    from pymcdm import normalizations
+    from pymcdm.methods import TOPSIS
+
+    rng = np.random.default_rng(1)
+    m, w = rng.random((7, 4)) + 0.05, np.array([4.0, 1.0, 2.0, 0.5])
+    types = np.array([1, -1, 1, -1])
+    expected = TOPSIS(normalizations.vector_normalization)(m, w / w.sum(), types)
+    assert matrix.topsis(m, w, types > 0) == pytest.approx(expected)
+    identity = TOPSIS(lambda x, cost: x)(m, w / w.sum(), np.ones(4))  # the matrix passes utilities as they are
+    assert matrix.topsis(m, w, normalise=False) == pytest.approx(identity)
+
+
+def test_pareto_front():
+    values = np.array([[1.0, 5.0], [2.0, 4.0], [1.5, 3.0], [0.5, 5.0], [2.0, 4.0], [np.nan, 3.0], [np.nan, 9.0]])
+    assert list(matrix.pareto_front(values)) == [True, True, False, False, True, False, True]
+
+
+# ---------------------------------------------------------------- decisions
+
+def test_constraints_exclude_with_the_numbers_and_the_worst_task():
+    runs = fake_runs({"fast": {"skill": 0.5}, "slow": {"skill": 0.9, "latency_p99_ms": 41.0},
+                      "big": {"skill": 0.7, "model_bytes": 8e6}})
+    runs.loc[(runs["tags.pipeline"] == "fast") & (runs["tags.task"] == "rmse_task"), "metrics.latency_p99_ms"] = 12.0
+    prof = profile({"quality": 1}, [("latency_p99_ms", "max", 20.0), ("model_mb", "max", 5.0)])
+    d = matrix.decide(matrix.aggregate(runs), prof)
+    assert d.table.loc["slow", "reason"] == "excluded: online p99 latency 41 ms > 20 ms"
+    assert d.table.loc["big", "reason"] == "excluded: model size 8 MB > 5 MB"
+    assert d.winner == "fast" and "only pipeline meeting every constraint" in d.winner_reason
+    tighter = profile({"quality": 1}, [("latency_p99_ms", "max", 10.0)])
+    d2 = matrix.decide(matrix.aggregate(runs), tighter)
+    assert d2.table.loc["fast", "reason"] == "excluded: online p99 latency 12 ms > 10 ms on rmse_task"
+
+
+def test_a_p99_from_few_calls_warns_instead_of_excluding():
+    runs = fake_runs({"a": {"latency_p99_ms": 41.0, "latency_n": 200.0}})
+    d = matrix.decide(matrix.aggregate(runs), profile({"quality": 1}, [("latency_p99_ms", "max", 10.0)]))
+    assert d.winner == "a"
+    assert "warning: online p99 latency 41 ms > 10 ms but from only 200 timed calls" in d.table.loc["a", "reason"]
+
+
+def test_network_round_trip_is_added_to_online_latency():
+    runs = fake_runs({"a": {"latency_p99_ms": 5.0}})
+    d = matrix.decide(matrix.aggregate(runs), profile({"quality": 1}, [("latency_p99_ms", "max", 20.0)], rtt=20))
+    assert d.table.loc["a", "reason"] == "excluded: online p99 latency 25 ms > 20 ms"
+
+
+SPEC = {"accurate": {"skill": 0.9, "latency_p50_ms": 5.0, "model_bytes": 5e6},
+        "quick": {"skill": 0.6, "latency_p50_ms": 0.1, "model_bytes": 1e4},
+        "middle": {"skill": 0.75, "latency_p50_ms": 1.0, "model_bytes": 1e5}}
+WEIGHTS = {"quality": 4, "latency_p50_ms": 2, "model_mb": 1}
+
+
+def test_adding_a_dominated_pipeline_leaves_the_others_order_and_scores_unchanged():
+    before = matrix.decide(matrix.aggregate(fake_runs(SPEC)), profile(WEIGHTS))
+    worse = SPEC | {"dominated": {"skill": 0.55, "latency_p50_ms": 8.0, "model_bytes": 9e6}}
+    after = matrix.decide(matrix.aggregate(fake_runs(worse)), profile(WEIGHTS))
+    kept = [p for p in after.table.index if p != "dominated"]
+    assert kept == list(before.table.index)
+    assert after.table.loc[kept, "score"].to_numpy() == pytest.approx(before.table["score"].to_numpy())
+    assert not after.table.loc["dominated", "pareto"] and "dominated by" in after.table.loc["dominated", "reason"]
+    assert after.table.loc[kept, "pareto"].all()
+
+
+def test_winner_reason_names_what_decided_it_and_sensitivity_finds_close_calls():
+    d = matrix.decide(matrix.aggregate(fake_runs(SPEC)), profile(WEIGHTS))
+    ranked = list(d.table.index)
+    assert d.winner == ranked[0] and d.table.loc[ranked[0], "rank"] == 1
+    assert d.winner_reason.startswith(f"{d.winner} wins with score") and "decided by" in d.winner_reason
+    assert "agrees on the winner" in d.topsis_note or "DISAGREES" in d.topsis_note
+    # two pipelines that tie on quality but differ slightly on latency flip when the latency weight drops
+    close = {"a": {"skill": 0.8, "latency_p50_ms": 1.0, "model_bytes": 1e6},
+             "b": {"skill": 0.8, "latency_p50_ms": 1.05, "model_bytes": 0.95e6}}
+    d2 = matrix.decide(matrix.aggregate(fake_runs(close)), profile({"quality": 1, "latency_p50_ms": 1, "model_mb": 1}))
+    assert d2.winner == "a"
+    assert d2.sensitivity == ["online p50 latency weight -20% -> b wins", "model size weight +20% -> b wins"]
+
+
+def test_online_learning_profile_degrades_gracefully_without_stream_data():
+    runs = fake_runs({"batch_only": {}, "learner": {"online_learning": 1.0}})
+    d = matrix.decide(matrix.aggregate(runs), load_profile("online-learning"))
+    assert d.winner == "learner"
+    assert d.table.loc["batch_only", "reason"].startswith("excluded: no online learning")
+    assert any("no stream data yet" in n for n in d.notes)
+    assert "drift_quality" not in d.weights and "update_ms" not in d.weights
+
+
+def test_every_pipeline_failing_is_a_reason_not_a_crash():
+    runs = fake_runs({"ok": {}, "broken": {}}, failed=tuple((t, "broken", s) for t in ("auc_task", "rmse_task")
+                                                            for s in range(3)))
+    d = matrix.decide(matrix.aggregate(runs), load_profile("balanced"))
+    assert d.winner == "ok"
+    assert d.table.loc["broken", "reason"].startswith("excluded: no finished run (exception on auc_task x3")
+
+
+def test_automl_against_the_best_hand_coded_pipeline_per_task():
+    runs = fake_runs({"flaml_automl": {"skill": 0.9, "technology": "flaml", "lloc": 25.0, "fit_wall_s": 10.0},
+                      "hgb": {"skill": 0.7, "lloc": 50.0}, "linear": {"skill": 0.5}}, seeds=3)
+    v = matrix.automl_vs_manual(matrix.aggregate(runs))
+    assert v["available"] and [r["manual"] for r in v["tasks"]] == ["hgb", "hgb"]
+    row = v["tasks"][0]
+    assert row["quality_diff"] > 0 and row["verdict"] == "AutoML better"
+    assert row["lloc_ratio"] == pytest.approx(0.5) and row["fit_time_ratio"] == pytest.approx(10.0)
+    assert "2 AutoML better" in v["overall"]["summary"]
+    assert not matrix.automl_vs_manual(matrix.aggregate(fake_runs({"hgb": {}})))["available"]
+
+
+# ---------------------------------------------------------------- statistics against their oracles
+
+def test_bootstrap_tau_friedman_and_cd_match_scipy_and_autorank():
+    import scipy.stats
+
+    x = np.array([0.61, 0.72, 0.68, 0.75, 0.64, 0.70])
+    ref = scipy.stats.bootstrap((x,), np.mean, method="percentile", n_resamples=4000, rng=0).confidence_interval
+    low, high = stats.bootstrap_ci(x, n_resamples=4000)
+    assert low == pytest.approx(ref.low, abs=0.01) and high == pytest.approx(ref.high, abs=0.01)
+    assert all(math.isnan(v) for v in stats.bootstrap_ci([0.5]))  # no interval from one value
+    a, b = [1, 2, 3, 4, 5], [2, 1, 3, 5, 4]
+    assert stats.kendall_tau(a, b) == pytest.approx(scipy.stats.kendalltau(a, b).statistic)
+    for df in (1, 2, 5, 8):
+        assert stats.chi2_sf(7.3, df) == pytest.approx(scipy.stats.chi2.sf(7.3, df), rel=1e-10)
+
+    rng = np.random.default_rng(3)
+    table = pd.DataFrame(rng.random((8, 4)) + np.array([0.3, 0.1, 0.0, 0.2]), columns=list("abcd"),
+                         index=[f"t{i}" for i in range(8)])
+    table.iloc[0, 1] = table.iloc[0, 2]  # a tie
+    stat, p = stats.friedman(table.to_numpy())
+    ref = scipy.stats.friedmanchisquare(*table.to_numpy().T)
+    assert stat == pytest.approx(ref.statistic) and p == pytest.approx(ref.pvalue)
+    result = stats.rank_test(table)
+    from autorank import autorank
+
+    oracle = autorank(table, alpha=0.05, force_mode="nonparametric", verbose=False)
+    assert result.test == "friedman" and result.p_value == pytest.approx(oracle.pvalue)
+    assert result.cd == pytest.approx(oracle.cd, rel=1e-3)
+    assert result.mean_ranks.to_dict() == pytest.approx(oracle.rankdf["meanrank"].to_dict())
+
+
+def test_rank_test_needs_five_complete_tasks():
+    table = pd.DataFrame({"a": [0.9, 0.8, 0.7, 0.9, np.nan], "b": [0.5, 0.6, 0.4, 0.5, 0.6],
+                          "c": [0.7, 0.7, 0.8, 0.6, 0.7]})
+    result = stats.rank_test(table)
+    assert result.test is None and result.n_tasks == 4 and "need >= 5 tasks" in result.note
+    assert result.dropped_tasks == ["4"]
+
+
+# ---------------------------------------------------------------- profiles
+
+def test_builtin_profiles_load():
+    assert set(builtin_names()) >= {"edge", "cloud-batch", "cloud-realtime", "online-learning", "low-effort",
+                                    "balanced"}
+    for name in builtin_names():
+        p = load_profile(name)
+        assert p.weights and p.name == name
+    assert load_profile("cloud-realtime").network_rtt_ms > 0
+
+
+@pytest.mark.parametrize(("text", "field", "fix"), [
+    ("weights: {qualty: 1}", "weights.qualty", "unknown criterion 'qualty'; expected one of"),
+    ("weights: {quality: -1}", "weights.quality", "expected a non-negative number"),
+    ("weights: {quality: 0}", "weights", "give at least one criterion a positive weight"),
+    ("weights: {quality: 1}\nconstraints: {model_mb: {below: 5}}", "constraints.model_mb", "{max: number}"),
+    ("weights: {quality: 1}\nconstraints: {model_mb: {max: five}}", "constraints.model_mb.max", "expected a number"),
+    ("weights: {quality: 1}\nbounds: {model_mb: [0, 5]}", "bounds.model_mb", "log scale"),
+    ("weights: {quality: 1}\nbounds: {model_mb: [0.1, 5]}", "bounds.model_mb", "best lower than worst"),
+    ("weights: {quality: 1}\nlimits: {}", "limits", "unknown key"),
+    ("weights: {quality: 1}\nnetwork_rtt_ms: -3", "network_rtt_ms", "non-negative"),
+    ("weights: [quality", None, "malformed YAML at line"),
+])
+def test_a_bad_profile_is_one_error_naming_file_field_and_fix(tmp_path, text, field, fix):
+    path = tmp_path / "mine.yaml"
+    path.write_text(text)
+    with pytest.raises(BenchError) as err:
+        parse_profile(path)
+    assert err.value.file == str(path) and err.value.field == field and fix in err.value.message
+    assert "\n" not in str(err.value)
+
+
+def test_cli_reports_a_bad_profile_on_one_line(tmp_path, capsys):
+    from bench.cli import main
+
+    path = tmp_path / "mine.yaml"
+    path.write_text("weights: {latency_p5O_ms: 1}\n")
+    assert main(["matrix", "--profile", str(path), "--tracking-uri", f"sqlite:///{tmp_path}/none.db"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {path}: field 'weights.latency_p5O_ms': unknown criterion") and "\n" not in err
+    assert main(["matrix", "--profile", "nope"]) == 2
+    assert "no built-in profile or file named 'nope'" in capsys.readouterr().err
