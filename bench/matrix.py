@@ -179,10 +179,22 @@ def prepare(runs: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     if "start_time" in runs:
         by, ascending = ["_failed", "start_time"], [True, False]
     ranked = runs.assign(_failed=runs["status"] != "FINISHED").sort_values(by, ascending=ascending, kind="stable")
+    ranked = _current_measurements(ranked)
     keyed = ranked["tags.job_key"].fillna("").astype(str) != ""
     unique = ranked[keyed].drop_duplicates("tags.job_key")
     out = pd.concat([unique, ranked[~keyed]]).drop(columns="_failed")
     return out, len(runs) - len(out)
+
+
+def _current_measurements(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per task, pipeline and seed, only the job key of the newest run: after a pipeline file, a budget or a
+    library changes, its older runs measure something else and must not be averaged with the new ones."""
+    if "start_time" not in runs or not {"tags.task", "tags.pipeline"} <= set(runs.columns):
+        return runs
+    slot = ["tags.task", "tags.pipeline", S]
+    newest = runs.sort_values("start_time", ascending=False, kind="stable").drop_duplicates(slot)
+    current = set(newest["tags.job_key"].fillna("").astype(str))
+    return runs[runs["tags.job_key"].fillna("").astype(str).isin(current) | runs["tags.job_key"].isna()]
 
 
 def normalised_quality(fin: pd.DataFrame) -> pd.Series:

@@ -303,3 +303,14 @@ def test_cli_reports_a_bad_profile_on_one_line(tmp_path, capsys):
     assert err.startswith(f"error: {path}: field 'weights.latency_p5O_ms': unknown criterion") and "\n" not in err
     assert main(["matrix", "--profile", "nope"]) == 2
     assert "no built-in profile or file named 'nope'" in capsys.readouterr().err
+
+
+def test_only_the_newest_measurement_of_a_job_slot_counts():
+    from bench.matrix import prepare
+
+    old = {"status": "FINISHED", "tags.task": "t", "tags.pipeline": "p", "tags.seed": "0", "tags.job_key": "old",
+           "start_time": pd.Timestamp("2026-01-01"), "metrics.lloc": 10.0}
+    new = old | {"tags.job_key": "new", "start_time": pd.Timestamp("2026-02-01"), "metrics.lloc": 30.0}
+    other_seed = old | {"tags.seed": "1", "tags.job_key": "old-s1"}
+    kept, _ = prepare(pd.DataFrame([old, new, other_seed]))
+    assert sorted(kept["tags.job_key"]) == ["new", "old-s1"]
