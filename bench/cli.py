@@ -42,6 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--latency-n", type=int, default=1000, help="timed single-row calls (>= 1000 for a p99)")
     run.add_argument("--cold-start-repeats", type=int, default=3, help="fresh processes for the cold start")
     run.add_argument("--batch-rows", type=int, default=10_000, help="rows per batch-throughput call (>= 10k)")
+    run.add_argument("--executor", choices=["local", "dask"],
+                     help="local: one job at a time (default); dask: jobs in parallel on a Dask cluster "
+                          "(implied by --scheduler or --workers > 1)")
+    run.add_argument("--workers", type=int, default=None,
+                     help="Dask workers of the LocalCluster started for this run, one job each at a time "
+                          "(default 2 with --executor dask); keep workers x --cores <= cores for honest timings")
+    run.add_argument("--scheduler", help="address of an existing Dask scheduler (tcp://HOST:PORT) to run on")
 
     lst = sub.add_parser("list", help="list tasks, suites or pipelines")
     lst.add_argument("what", choices=["tasks", "pipelines", "suites"])
@@ -64,13 +71,39 @@ def build_parser() -> argparse.ArgumentParser:
     mx.add_argument("--tracking-uri")
     mx.add_argument("--ui-url", default="http://127.0.0.1:5000", help="MLflow UI base for the compare-runs links")
     mx.add_argument("--no-log", action="store_true", help="do not log the files as an MLflow run in 'matrix'")
+
+    srv = sub.add_parser("server", help="run an MLflow tracking server (SQLite or PostgreSQL, served artifacts) "
+                         "for a team; log to it with bench run --tracking-uri http://HOST:PORT")
+    srv.add_argument("--host", default="127.0.0.1", help="bind address (anything but loopback is exposed)")
+    srv.add_argument("--port", type=int, default=5000)
+    srv.add_argument("--backend-store-uri", default="sqlite:///mlflow/server.db",
+                     help="sqlite:///PATH or postgresql://USER:PASS@HOST/DB; its own DB, not mlflow/mlflow.db")
+    srv.add_argument("--artifacts-destination", default="mlflow/server-artifacts",
+                     help="where the server stores artifacts (a folder, s3://..., ...)")
+
+    sc = sub.add_parser("scale", help="scaling sweep: fit time, memory, throughput and quality against rows, "
+                        "with a growth exponent per pipeline")
+    sc.add_argument("--task", help="task name or path to a task YAML file")
+    sc.add_argument("--synthetic", choices=["binary", "multiclass", "regression"],
+                    help="use the synthetic generator instead of --task (rows as large as the largest size)")
+    sc.add_argument("--features", type=int, default=20, help="numeric features of --synthetic (default 20)")
+    sc.add_argument("--pipelines", type=_csv, default=["sklearn_linear", "sklearn_hgb"],
+                    help="pipeline ids, comma-separated (default sklearn_linear,sklearn_hgb)")
+    sc.add_argument("--rows", default="1000,10000,100000,full",
+                    help="training rows per point, comma-separated; 'full' is the whole training split")
+    sc.add_argument("--seed", type=int, default=0, help="split and subsample seed (default 0)")
+    sc.add_argument("--budget", type=float, default=60.0, help="wall seconds per fit (default 60)")
+    sc.add_argument("--cores", type=int, default=1, help="threads for every framework (default 1)")
+    sc.add_argument("--time-limit", type=float, default=900.0, help="seconds before one point is killed")
+    sc.add_argument("--tracking-uri")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "list": cmd_list, "ui": cmd_ui, "matrix": cmd_matrix}[args.command](args)
+        return {"run": cmd_run, "list": cmd_list, "ui": cmd_ui, "matrix": cmd_matrix,
+                "server": cmd_server, "scale": cmd_scale}[args.command](args)
     except BenchError as exc:
         if args.debug:
             raise
@@ -127,7 +160,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     jobs = runner.plan(tasks, pipelines, seeds)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     with SuiteProgress(len(jobs)) as progress:
-        outcomes = runner.run_all(jobs, config, progress.on_event)
+        outcomes = _execute(args, jobs, config, progress.on_event)
     print_summary(outcomes, uri)
     return 0
 
@@ -213,6 +246,50 @@ def cmd_matrix(args: argparse.Namespace) -> int:
             print(f"wrote {path}")
         if run_id := logger.log(result, meta, written):
             print(f"logged as MLflow run {run_id} in experiment 'matrix'")
+    return 0
+
+
+def _execute(args: argparse.Namespace, jobs: list, config, on_event) -> list:
+    """Run the jobs with the executor the flags ask for; print the speed-up of a parallel run."""
+    from bench import executors
+
+    executor = args.executor or ("dask" if args.scheduler or (args.workers or 1) > 1 else "local")
+    workers = args.workers or (2 if executor == "dask" else 1)
+    outcomes = executors.run_with_executor(jobs, config, on_event, executor=executor, workers=workers,
+                                           scheduler=args.scheduler)
+    if executor == "dask" and executors.LAST_REPORT and executors.LAST_REPORT.jobs:
+        print(executors.LAST_REPORT.line())
+    return outcomes
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    from bench import server
+
+    if warning := server.exposure_warning(args.host):
+        print(warning, file=sys.stderr)
+    store = server.absolute_store(args.backend_store_uri)
+    print(f"MLflow tracking server on http://{args.host}:{args.port} over {store}, artifacts in "
+          f"{args.artifacts_destination}; log to it with: bench run --tracking-uri "
+          f"http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
+    return server.serve(store, args.artifacts_destination, args.host, args.port)
+
+
+def cmd_scale(args: argparse.Namespace) -> int:
+    from bench import scale, tracking
+
+    if bool(args.task) == bool(args.synthetic):
+        raise BenchError("give --task or --synthetic", field="--task")
+    sizes = scale.parse_rows(args.rows)
+    pipelines = _select_pipelines(args.pipelines)
+    if args.synthetic:
+        task = scale.synthetic_task(args.synthetic, sizes, args.features, args.seed)
+    else:
+        task = _select_tasks(None, [args.task])[0]
+    uri = tracking.resolve_uri(args.tracking_uri)
+    tracking.check_store(uri)
+    sweep = scale.run_sweep(task, pipelines, sizes, uri, seed=args.seed, budget_s=args.budget, threads=args.cores,
+                            time_limit_s=args.time_limit, on_point=scale.print_point)
+    scale.print_report(sweep)
     return 0
 
 
