@@ -54,7 +54,7 @@ def print_summary(outcomes: list[Outcome], uri: str) -> None:
     counts = defaultdict(int)
     for o in outcomes:
         counts[o.status] += 1
-    tasks = list(dict.fromkeys(o.job.task.name for o in outcomes))
+    tasks = list(dict.fromkeys(o.job.task.name for o in outcomes))  # plan order: suite order of tasks
     pipes = list(dict.fromkeys(o.job.pipeline for o in outcomes))
     metric = {o.job.task.name: o.job.task.metric for o in outcomes}
     if scores:

@@ -272,4 +272,10 @@ def run_all(jobs: list[Job], config: RunConfig,
         outcome = run_one(item, config)
         outcomes.append(outcome)
         on_event("end", item.job, outcome)
-    return outcomes
+    return in_plan_order(outcomes, jobs)
+
+
+def in_plan_order(outcomes: list[Outcome], jobs: list[Job]) -> list[Outcome]:
+    """Outcomes sorted as the jobs were planned (skipped ones are known first, finished ones in any order)."""
+    position = {id(job): i for i, job in enumerate(jobs)}
+    return sorted(outcomes, key=lambda o: position.get(id(o.job), len(jobs)))
