@@ -80,7 +80,7 @@ def test_run_then_rerun_then_matrix(tmp_path):
 
     out = bench("matrix", "--tracking-uri", uri, "--out", str(tmp_path / "results"), cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
-    matrix = pd.read_csv(tmp_path / "results" / "decision_matrix.csv")
+    matrix = pd.read_csv(tmp_path / "results" / "decision_matrix.csv", comment="#")
     assert set(matrix["pipeline"]) == {"sklearn_hgb", "sklearn_linear"}
     assert (tmp_path / "results" / "decision_matrix.md").read_text().count("sklearn_") >= 2
 
