@@ -14,14 +14,14 @@ from bench.splits import make_split
 from bench.tasks import load_data, load_task
 from tests.conftest import write_task
 
-BUDGET_S = 6.0
+BUDGET_S = 10.0
 TECHNOLOGIES = {"sklearn", "pytorch", "keras", "flaml"}
 
 
 @pytest.fixture(scope="module")
 def task_files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("conformance")
-    return {kind: write_task(folder, kind, rows=300) for kind in ("binary", "multiclass", "regression")}
+    return {kind: write_task(folder, kind, rows=400) for kind in ("binary", "multiclass", "regression")}
 
 
 @pytest.mark.parametrize("kind", ["binary", "multiclass", "regression"])
