@@ -7,6 +7,7 @@ code 2; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -217,8 +218,18 @@ def cmd_ui(args: argparse.Namespace) -> int:
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", args.host,
            "--port", str(args.port), "--workers", "1"]
     env = os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    print(f"MLflow UI on http://{args.host}:{args.port} over {uri} (Ctrl-C stops it)")
-    return subprocess.call(cmd, env=env)
+    tracking.check_store(uri)  # create the store here, so the server never races a bench run to it
+    print(f"MLflow UI on http://{args.host}:{args.port} over {uri} (Ctrl-C stops it)", flush=True)
+    server = subprocess.Popen(cmd, env=env, start_new_session=True)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        return server.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:  # the server's own workers too: nothing keeps listening after bench ui ends
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
+        server.wait()
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
