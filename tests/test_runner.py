@@ -21,7 +21,7 @@ REQUIRED_METRICS = {
 def config(store_uri, tmp_path, monkeypatch) -> runner.RunConfig:
     monkeypatch.setenv("BENCH_PIPELINE_PATH", str(FAKE_PIPELINES))
     tracking.check_store(store_uri)
-    return runner.RunConfig(tracking_uri=store_uri, budget_s=3, time_margin_s=25, memory_limit_mb=1200,
+    return runner.RunConfig(tracking_uri=store_uri, budget_s=3, time_margin_s=45, memory_limit_mb=1200,
                             latency_n=100, latency_warmup=5, batch_rows=500, cold_start_repeats=1, suite="test",
                             job_root=tmp_path / "jobs")
 
