@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 
 from bench import measure
 from tests.conftest import REPO
@@ -16,13 +17,14 @@ def test_single_row_latency_counts_calls_and_orders_percentiles():
                                        n=200, warmup=10)
     assert len(calls) == 210 and stats.n == 200 and stats.warmup == 10
     assert 0.5 <= stats.p50_ms <= stats.p90_ms <= stats.p99_ms
-    assert stats.p50_ms < 20
+    assert stats.p50_ms == pytest.approx(float(np.percentile(stats.samples_ns, 50)) / 1e6)
 
 
 def test_batch_throughput_is_rows_over_median_time():
     result = measure.batch_throughput(lambda batch: time.sleep(0.01), None, rows=1000, repeats=3)
     assert result.repeats == 3 and len(result.seconds) == 3
-    assert 20_000 < result.rows_per_s < 100_000
+    assert min(result.seconds) >= 0.01
+    assert result.rows_per_s == pytest.approx(1000 / float(np.median(result.seconds)))
 
 
 def test_rss_sampler_sees_an_allocation_above_baseline():
