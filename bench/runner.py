@@ -132,11 +132,8 @@ def execute(job: Job, config: RunConfig, run_id: str | None) -> Outcome:
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         try:
             cause = _supervise(proc, config)
-        except BaseException:  # interrupted (SIGINT/SIGTERM): the job dies with us, marked as killed
+        except BaseException:  # interrupted (SIGINT/SIGTERM): the job dies with us; run_one marks it killed
             _kill_tree(proc)
-            if run_id:
-                tracking.fail_run(config.tracking_uri, run_id, "interrupted", "the suite was interrupted",
-                                  "", killed=True)
             raise
     seconds = time.monotonic() - started
     return _record(job, config, run_id, job_dir, proc.returncode, cause, seconds)
@@ -258,7 +255,11 @@ def run_one(item: PendingJob, config: RunConfig) -> Outcome:
                                 rerun_finished=config.force)
     if run_id is None:
         return Outcome(job, "claimed", message="another bench process has run or is running this job")
-    return execute(job, config, run_id)
+    try:
+        return execute(job, config, run_id)
+    except BaseException:  # interrupted anywhere after the claim: the run must not stay RUNNING
+        tracking.fail_run(config.tracking_uri, run_id, "interrupted", "the suite was interrupted", "", killed=True)
+        raise
 
 
 def run_all(jobs: list[Job], config: RunConfig,

@@ -133,11 +133,21 @@ def claim_run(uri: str, exp_id: str, run_name: str, tags: dict[str, str], params
     run id, so exactly one claimant proceeds and the others delete their run. Stale claims (a local owner
     that died without cleaning up, e.g. SIGKILL) are marked KILLED and ignored.
     """
-    from mlflow.entities import Param
-
     client = _client(uri)
     run = client.create_run(exp_id, run_name=run_name, tags=tags | {"owner": owner_id()})
     mine = run.info.run_id
+    try:
+        return _settle_claim(client, exp_id, mine, tags, params, rerun_finished)
+    except BaseException:  # interrupted while claiming: leave no RUNNING run behind
+        client.set_tag(mine, "failure_cause", "interrupted")
+        client.set_terminated(mine, "KILLED")
+        raise
+
+
+def _settle_claim(client: Any, exp_id: str, mine: str, tags: dict[str, str], params: dict[str, Any],
+                  rerun_finished: bool) -> str | None:
+    from mlflow.entities import Param
+
     rivals = client.search_runs([exp_id], f"tags.job_key = '{tags['job_key']}'", max_results=1000)
     contenders = []
     for other in rivals:
