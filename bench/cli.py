@@ -48,8 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "(implied by --scheduler or --workers > 1)")
     run.add_argument("--workers", type=int, default=None,
                      help="Dask workers of the LocalCluster started for this run, one job each at a time "
-                          "(default 2 with --executor dask); keep workers x --cores <= cores for honest timings")
+                          "(default: usable cores / --cores); keep workers x --cores <= cores for honest timings")
     run.add_argument("--scheduler", help="address of an existing Dask scheduler (tcp://HOST:PORT) to run on")
+    run.add_argument("--no-pin", action="store_true",
+                     help="do not pin LocalCluster workers to their own cores (let the OS place the jobs)")
 
     lst = sub.add_parser("list", help="list tasks, suites or pipelines")
     lst.add_argument("what", choices=["tasks", "pipelines", "suites"])
@@ -97,6 +99,24 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--cores", type=int, default=1, help="threads for every framework (default 1)")
     sc.add_argument("--time-limit", type=float, default=900.0, help="seconds before one point is killed")
     sc.add_argument("--tracking-uri")
+
+    st = sub.add_parser("stream", help="offline vs online learning on a stream task: prequential quality per "
+                        "period, update costs and recovery after drift, per pipeline and strategy")
+    st.add_argument("--task", required=True, help="a stream task (flights_stream, drift_stream) or its YAML path")
+    st.add_argument("--pipelines", type=_csv, default=["sklearn_sgd"], help="pipeline ids, comma-separated")
+    st.add_argument("--strategies", type=_csv, default=["static", "periodic", "incremental"],
+                    help="static, periodic, incremental (comma-separated; default all three)")
+    st.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 (default 1)")
+    st.add_argument("--budget", type=float, default=10.0, help="wall seconds per fit (initial and each refit)")
+    st.add_argument("--update-budget", type=float, default=5.0, help="wall seconds per incremental update")
+    st.add_argument("--retrain-every", type=int, default=1, help="periodic: refit every k periods (default 1)")
+    st.add_argument("--window", type=int, help="periodic: refit on the last N periods (default: all data so far)")
+    st.add_argument("--cores", type=int, default=1, help="threads for every framework (default 1)")
+    st.add_argument("--time-margin", type=float, default=120.0,
+                    help="seconds added to a job's summed budgets before it is killed")
+    st.add_argument("--memory-limit-gb", type=float, help="RSS limit per job (default 60%% of RAM)")
+    st.add_argument("--out", type=Path, default=Path("results"), help="folder for the table and plot")
+    st.add_argument("--tracking-uri")
     return parser
 
 
@@ -104,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return {"run": cmd_run, "list": cmd_list, "ui": cmd_ui, "matrix": cmd_matrix,
-                "server": cmd_server, "scale": cmd_scale}[args.command](args)
+                "server": cmd_server, "scale": cmd_scale, "stream": cmd_stream}[args.command](args)
     except BenchError as exc:
         if args.debug:
             raise
@@ -265,9 +285,9 @@ def _execute(args: argparse.Namespace, jobs: list, config, on_event) -> list:
     from bench import executors
 
     executor = args.executor or ("dask" if args.scheduler or (args.workers or 1) > 1 else "local")
-    workers = args.workers or (2 if executor == "dask" else 1)
+    workers = args.workers or (executors.default_workers(config.threads) if executor == "dask" else 1)
     outcomes = executors.run_with_executor(jobs, config, on_event, executor=executor, workers=workers,
-                                           scheduler=args.scheduler)
+                                           scheduler=args.scheduler, pin=not args.no_pin)
     if executor == "dask" and executors.LAST_REPORT and executors.LAST_REPORT.jobs:
         print(executors.LAST_REPORT.line())
     return outcomes
@@ -301,6 +321,32 @@ def cmd_scale(args: argparse.Namespace) -> int:
     sweep = scale.run_sweep(task, pipelines, sizes, uri, seed=args.seed, budget_s=args.budget, threads=args.cores,
                             time_limit_s=args.time_limit, on_point=scale.print_point)
     scale.print_report(sweep)
+    return 0
+
+
+def cmd_stream(args: argparse.Namespace) -> int:
+    from bench import stream, tracking
+
+    strategies = stream.parse_strategies(args.strategies)
+    if min(args.seeds, args.budget, args.update_budget, args.retrain_every, args.cores, args.window or 1) <= 0:
+        raise BenchError("--seeds, --budget, --update-budget, --retrain-every, --window and --cores must be "
+                         "positive", field="stream")
+    pipelines = _select_pipelines(args.pipelines)
+    task = _select_tasks(None, [args.task])[0]
+    uri = tracking.resolve_uri(args.tracking_uri)
+    tracking.check_store(uri)
+    config = stream.StreamConfig(uri, budget_s=args.budget, update_budget_s=args.update_budget,
+                                 retrain_every=args.retrain_every, window=args.window, threads=args.cores,
+                                 seeds=args.seeds, time_margin_s=args.time_margin, out=args.out)
+    if args.memory_limit_gb:
+        config.memory_limit_mb = args.memory_limit_gb * 1024
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    outcomes = stream.run_sweep(task, pipelines, strategies, config, on_job=stream.print_job)
+    stream.print_table(task.name, outcomes)
+    command = "bench stream " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["stream"] else sys.argv[1:])
+    for path in stream.write_outputs(task, outcomes, config, command):
+        print(f"wrote {path}")
+    print(f"logged to MLflow experiment 'stream-{task.name}' (period as the step; kind=stream runs)")
     return 0
 
 

@@ -26,6 +26,7 @@ import contextlib
 import os
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -61,8 +62,9 @@ class ExecutionReport:
 
     def line(self) -> str:
         return (f"{self.executor} executor, {self.workers} worker(s){' pinned to cores' if self.pinned else ''}: "
-                f"{self.jobs} job(s) took {self.job_s:.1f} s of job time in {self.wall_s:.1f} s wall, "
-                f"speed-up x{self.speedup:.2f} over running them one after another")
+                f"{self.jobs} job(s), {self.job_s:.1f} s of job time in {self.wall_s:.1f} s wall: speed-up "
+                f"x{self.speedup:.2f} over running these jobs one after another at the same speed (jobs that "
+                "slow each other down would run faster alone; python -m bench.bench_dask_speedup measures that)")
 
 
 LAST_REPORT: ExecutionReport | None = None
@@ -110,6 +112,11 @@ def usable_cores() -> list[int]:
         return list(range(os.cpu_count() or 1))
 
 
+def default_workers(threads: int) -> int:
+    """As many workers as there are cores for them: usable cores // threads per job, at least one."""
+    return max(1, len(usable_cores()) // max(threads, 1))
+
+
 def core_plan(workers: int, threads: int, cores: list[int] | None = None) -> list[tuple[int, ...]] | None:
     """Disjoint cores for each worker (``threads`` each), or None when they do not fit."""
     cores = usable_cores() if cores is None else cores
@@ -130,36 +137,49 @@ def _run_dask(jobs: list[Job], config: RunConfig, on_event: OnEvent, workers: in
         return outcomes, False
     with contextlib.ExitStack() as stack:
         if scheduler:
-            client = stack.enter_context(Client(scheduler, timeout=30))
+            try:
+                client = stack.enter_context(Client(scheduler, timeout=30))
+            except (OSError, TimeoutError) as exc:
+                raise BenchError(f"cannot reach the Dask scheduler {scheduler} ({exc}); start one with `dask "
+                                 "scheduler` and `dask worker`, or use --workers N", field="--scheduler") from None
             pinned = False
         else:
             # One thread per worker process: one job at a time per worker. No Dask memory limit: the runner
             # supervises each job's own process tree, which Dask's nanny cannot see.
             cluster = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                                       memory_limit=0, dashboard_address=None))
+                                                       memory_limit=0, dashboard_address="127.0.0.1:0"))
             client = stack.enter_context(Client(cluster))
-            pinned = pin and _pin_workers(client, workers, config.threads)
+            pinned = _pin_workers(client, workers, config.threads, pin)
         config.workers = sum(w["nthreads"] for w in client.scheduler_info()["workers"].values()) or workers
-        env = {k: v for k, v in os.environ.items() if k.startswith("BENCH_")}
-        futures = {}
-        for item in pending:
-            on_event("start", item.job, None)
-            future = client.submit(_run_on_worker, item, config, env, pure=False, key=f"job-{item.key}-"
-                                   f"{item.job.task.name}-{item.job.run_name}")
-            futures[future] = item
+        futures: dict = {}
         try:
-            outcomes += _gather(client, futures, on_event)
+            outcomes += _gather(client, pending, config, on_event, futures)
         except BaseException:
             _stop_jobs(client, futures)
             raise
     return outcomes, pinned
 
 
-def _gather(client, futures: dict, on_event: OnEvent) -> list[Outcome]:
+def _gather(client, pending: list[PendingJob], config: RunConfig, on_event: OnEvent, futures: dict) -> list[Outcome]:
+    """Keep as many jobs in flight as the cluster has worker threads, so a job is submitted when it can start
+    (the progress shows what runs, and a shared cluster is not flooded); collect outcomes as they complete."""
     from distributed import as_completed
 
+    env = {k: v for k, v in os.environ.items() if k.startswith("BENCH_")}
+    queue = list(pending)
+
+    def submit():
+        item = queue.pop(0)
+        on_event("start", item.job, None)
+        # A key of its own: Dask would merge equal keys submitted by two `bench run` on one shared cluster.
+        future = client.submit(_run_on_worker, item, config, env, pure=False,
+                               key=f"{item.job.task.name}-{item.job.run_name}-{uuid.uuid4().hex[:12]}")
+        futures[future] = item
+        return future
+
+    running = as_completed([submit() for _ in range(min(len(queue), max(config.workers, 1)))])
     done = []
-    for future in as_completed(list(futures)):
+    for future in running:
         item = futures[future]
         try:
             outcome = future.result()
@@ -168,6 +188,8 @@ def _gather(client, futures: dict, on_event: OnEvent) -> list[Outcome]:
                               message=f"the Dask worker running it failed: {type(exc).__name__}: {exc}"[:2000])
         done.append(outcome)
         on_event("end", item.job, outcome)
+        if queue:
+            running.add(submit())
     return done
 
 
@@ -181,11 +203,13 @@ def _stop_jobs(client, futures: dict) -> None:
             time.sleep(0.3)
 
 
-def _pin_workers(client, workers: int, threads: int) -> bool:
+def _pin_workers(client, workers: int, threads: int, pin: bool) -> bool:
     plan = core_plan(workers, threads)
     if plan is None:
         print(f"warning: {workers} workers x {threads} threads exceed the {len(usable_cores())} usable cores: "
               "jobs share cores, so their timings (fit, latency, throughput) are inflated", file=sys.stderr)
+        return False
+    if not pin:
         return False
     addresses = sorted(client.scheduler_info()["workers"])
     for address, cores in zip(addresses, plan, strict=False):

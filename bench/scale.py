@@ -16,9 +16,10 @@
   its ``k`` says nothing about the algorithm.
 - MLflow: experiment ``scale-<task>``, one run per pipeline (tags ``pipeline``, ``kind=scale``, ``task``)
   with every per-point metric logged with ``step`` = training rows (the UI draws the curves against it),
-  plus ``scale_exponent``, ``scale_exponent_last``, ``projected_fit_s_10x``, ``projected_rows_10x`` and
-  ``max_rows``. These runs carry no ``job_key``: they are not suite jobs and never enter the suite's criteria;
-  the matrix reads them for its "big data" criterion.
+  plus ``scale_exponent``, ``scale_exponent_last``, ``scale_exponent_cpu`` (the same fit on CPU seconds,
+  steadier on a shared machine), ``projected_fit_s_10x``, ``projected_rows_10x`` and ``max_rows``. These
+  runs carry no ``job_key``: they are not suite jobs and never enter the suite's criteria; the matrix reads
+  them for its "big data" criterion.
 
 Run a single point directly with ``python -m bench.scale POINT_DIR`` (what the sweep does).
 """
@@ -75,6 +76,7 @@ class Growth:
     projected_rows: int
     projected_fit_s: float
     points: int
+    exponent_cpu: float = float("nan")  # the same fit on CPU seconds: steadier on a shared machine
 
 
 @dataclass
@@ -133,15 +135,17 @@ def growth(pipeline: str, points: list[Point]) -> Growth | None:
     """``time ~ rows^k`` by least squares on logs; None with fewer than two measured sizes."""
     import numpy as np
 
-    good = sorted((p.metrics["train_rows"], p.metrics["fit_wall_s"]) for p in points
-                  if p.status == "ok" and p.metrics.get("fit_wall_s", 0) > 0)
-    if len({r for r, _ in good}) < 2:
+    good = sorted((p.metrics["train_rows"], p.metrics["fit_wall_s"], p.metrics.get("fit_cpu_s", 0.0))
+                  for p in points if p.status == "ok" and p.metrics.get("fit_wall_s", 0) > 0)
+    if len({r for r, _, _ in good}) < 2:
         return None
-    x, y = np.log([r for r, _ in good]), np.log([t for _, t in good])
+    x, y = np.log([r for r, _, _ in good]), np.log([t for _, t, _ in good])
     k = float(np.polyfit(x, y, 1)[0])
     k_last = float((y[-1] - y[-2]) / (x[-1] - x[-2])) if x[-1] != x[-2] else k
-    rows, seconds = good[-1]
-    return Growth(pipeline, k, k_last, int(rows * 10), float(seconds * 10 ** k), len(good))
+    cpu = [c for _, _, c in good]
+    k_cpu = float(np.polyfit(x, np.log(cpu), 1)[0]) if min(cpu) > 0 else float("nan")
+    rows, seconds, _ = good[-1]
+    return Growth(pipeline, k, k_last, int(rows * 10), float(seconds * 10 ** k), len(good), k_cpu)
 
 
 # ------------------------------------------------------------------ one point, in its own process
@@ -343,9 +347,11 @@ def _finish_run(uri: str, run_id: str, points: list[Point], fit: Growth | None) 
         client.set_terminated(run_id, "FAILED")
         return
     for key, value in {"scale_exponent": fit.exponent, "scale_exponent_last": fit.exponent_last,
+                       "scale_exponent_cpu": fit.exponent_cpu,
                        "projected_fit_s_10x": fit.projected_fit_s, "projected_rows_10x": fit.projected_rows,
                        "max_rows": fit.projected_rows / 10, "scale_points": fit.points}.items():
-        client.log_metric(run_id, key, float(value))
+        if math.isfinite(value):
+            client.log_metric(run_id, key, float(value))
     client.set_terminated(run_id, "FINISHED")
 
 
@@ -386,10 +392,10 @@ def print_report(sweep: Sweep) -> None:
         table.add_row(p.pipeline, *cells, p.status if p.status == "ok" else f"{p.status}: {p.error[:60]}")
     console.print(table)
     fits = Table(title="growth: fit time ~ rows^k (least squares on logs); projection at 10x the largest size")
-    for col in ("pipeline", "k", "k (last step)", "points", "10x rows", "projected fit s"):
+    for col in ("pipeline", "k", "k (last step)", "k (CPU s)", "points", "10x rows", "projected fit s"):
         fits.add_column(col, justify="left" if col == "pipeline" else "right")
     for g in sweep.growth.values():
-        fits.add_row(g.pipeline, f"{g.exponent:.2f}", f"{g.exponent_last:.2f}", str(g.points),
+        fits.add_row(g.pipeline, f"{g.exponent:.2f}", f"{g.exponent_last:.2f}", f"{g.exponent_cpu:.2f}", str(g.points),
                      f"{g.projected_rows:,}", f"{g.projected_fit_s:.3g}")
     console.print(fits)
     for pipeline in sweep.run_ids:

@@ -20,10 +20,12 @@ def test_rows_parse_sorted_with_full_last():
 
 
 def test_growth_exponent_is_the_slope_on_logs_and_projects_ten_times_the_largest_size():
-    points = [scale.Point("p", n, "ok", {"train_rows": n, "fit_wall_s": 2e-6 * n ** 1.5}) for n in (1e3, 1e4, 1e5)]
+    points = [scale.Point("p", n, "ok", {"train_rows": n, "fit_wall_s": 2e-6 * n ** 1.5, "fit_cpu_s": 1e-6 * n})
+              for n in (1e3, 1e4, 1e5)]
     points.append(scale.Point("p", None, "timeout", error="killed"))
     fit = scale.growth("p", points)
     assert fit.exponent == pytest.approx(1.5) and fit.exponent_last == pytest.approx(1.5)
+    assert fit.exponent_cpu == pytest.approx(1.0)
     assert fit.projected_rows == 1_000_000
     assert fit.projected_fit_s == pytest.approx(2e-6 * 1e6 ** 1.5)
     assert scale.growth("p", points[:1]) is None
