@@ -220,6 +220,12 @@ def log_job_model(uri: str | None, run_id: str, pipe: Any, technology: str, mode
         client.set_tag(run_id, "model_logging_error", f"{type(exc).__name__}: {exc}"[:5000])
 
 
+def download_artifacts(uri: str, run_id: str, artifact_path: str, dest: Path) -> Path:
+    """A run's logged folder (e.g. ``native``, the pipeline's own saved model) copied into ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    return Path(_client(uri).download_artifacts(run_id, artifact_path, str(dest)))
+
+
 def finish_run(uri: str, run_id: str) -> None:
     _client(uri).set_terminated(run_id, "FINISHED")
 
