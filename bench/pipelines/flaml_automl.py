@@ -7,6 +7,7 @@ FLAML's own MLflow logging fails inside an active run (FACTS.md).
 
 from pathlib import Path
 
+import pandas as pd
 from flaml import AutoML
 from sklearn.metrics import balanced_accuracy_score
 
@@ -24,10 +25,12 @@ def balanced_accuracy_loss(X_val, y_val, estimator, labels, X_train, y_train, *a
 
 class Pipeline(BasePipeline):
     technology = "flaml"
+    supports_online_learning = True
 
-    def __init__(self, estimator_list: str = "auto", budget_fraction: float = 0.85):
+    def __init__(self, estimator_list: str = "auto", budget_fraction: float = 0.85, recent_batches: int = 3):
         self.estimator_list = estimator_list
         self.budget_fraction = budget_fraction
+        self.recent_batches = recent_batches
 
     def fit(self, X, y, task: TaskInfo):
         metric = FLAML_METRICS.get(task.metric, balanced_accuracy_loss)
@@ -38,6 +41,26 @@ class Pipeline(BasePipeline):
                         metric=metric, time_budget=time_budget, estimator_list=self.estimator_list,
                         n_jobs=task.threads, seed=task.seed, verbose=0, mlflow_logging=False,
                         log_file_name="")
+        self.best_config_ = {"estimator": self.model_.best_estimator, **(self.model_.best_config or {})}
+        self.recent_ = [(X, y)]  # the batches an update searches on: the training data first
+        return self
+
+    def update(self, X, y, task: TaskInfo):
+        """A short search warm-started from the previous best configurations, on the most recent batches.
+
+        FLAML's documented warm start: ``starting_points=automl.best_config_per_estimator``. The search sees
+        the last ``recent_batches`` batches (the new one and those just before it), so it follows a drift
+        instead of averaging over the whole past.
+        """
+        self.recent_ = [*self.recent_, (X, y)][-self.recent_batches:]
+        previous = self.model_.best_config_per_estimator
+        self.model_ = AutoML()
+        self.model_.fit(pd.concat([x for x, _ in self.recent_]), pd.concat([t for _, t in self.recent_]),
+                        task="classification" if task.is_classification else "regression",
+                        metric=FLAML_METRICS.get(task.metric, balanced_accuracy_loss),
+                        time_budget=max(1.0, task.seconds_left() * self.budget_fraction),
+                        estimator_list=self.estimator_list, starting_points=previous, n_jobs=task.threads,
+                        seed=task.seed, verbose=0, mlflow_logging=False, log_file_name="")
         self.best_config_ = {"estimator": self.model_.best_estimator, **(self.model_.best_config or {})}
         return self
 

@@ -49,6 +49,7 @@ class _Deadline(keras.callbacks.Callback):
 
 class Pipeline(BasePipeline):
     technology = "keras"
+    supports_online_learning = True
     # Learned encoding state, saved as JSON beside the network's weights.
     _STATE = ("numeric_", "categorical_", "ordered_", "levels_", "flagged_", "classes_", "label_dtype_",
               "y_mean_", "y_std_")
@@ -58,7 +59,8 @@ class Pipeline(BasePipeline):
                  learning_rate: float = 1e-3, weight_decay: float = 1e-4, batch_size: int = 256,
                  max_epochs: int = 500, patience: int = 20, validation_fraction: float = 0.15,
                  min_frequency: int = 5, max_levels: int = 50, margin_s: float = 2.0,
-                 serving_chunk: int = 8192, jit_compile: bool = False):
+                 serving_chunk: int = 8192, jit_compile: bool = False, update_epochs: int = 3,
+                 update_learning_rate: float = 1e-3):
         self.hidden_sizes = hidden_sizes
         self.dropout = dropout
         self.learning_rate = learning_rate
@@ -72,6 +74,8 @@ class Pipeline(BasePipeline):
         self.margin_s = margin_s
         self.serving_chunk = serving_chunk
         self.jit_compile = jit_compile
+        self.update_epochs = update_epochs
+        self.update_learning_rate = update_learning_rate
 
     def _fit_encoding(self, X, y, task: TaskInfo) -> None:
         self.numeric_, self.categorical_ = list(task.numeric), list(task.categorical)
@@ -153,6 +157,27 @@ class Pipeline(BasePipeline):
             epochs=self.max_epochs, callbacks=[stop, _Deadline(task, self.margin_s)], verbose=0)
         self.epochs_, self.best_epoch_ = len(history.epoch), stop.best_epoch + 1
         return self._ready()
+
+    def update(self, X, y, task: TaskInfo):
+        """Fine-tune a few epochs on the new batch; the encoding stays frozen (unseen levels go to "other").
+
+        Recompiled once with its own AdamW (the fit's learning rate by default), whose moments then carry
+        over from one update to the next; no early stopping (a batch is too small to split), the deadline
+        callback still ends it.
+        """
+        features = self.encode(X).numpy()
+        if self.classes_:
+            target = pd.Index(self.classes_).get_indexer(y)
+        else:
+            target = (y.to_numpy(np.float64) - self.y_mean_) / self.y_std_
+        if not getattr(self, "fine_tuning_", False):
+            self.model_.compile(
+                optimizer=keras.optimizers.AdamW(self.update_learning_rate, weight_decay=self.weight_decay),
+                loss="sparse_categorical_crossentropy" if self.classes_ else "mean_squared_error")
+            self.fine_tuning_ = True
+        self.model_.fit(features, target, batch_size=max(16, min(self.batch_size, len(X) // 8)),
+                        epochs=self.update_epochs, callbacks=[_Deadline(task, 0.0)], verbose=0)
+        return self
 
     def _ready(self):
         """Serving state: labels in their original dtype and one traced graph for any number of rows."""

@@ -26,6 +26,7 @@ from bench.api import BasePipeline, TaskInfo
 
 class Pipeline(BasePipeline):
     technology = "pytorch"
+    supports_online_learning = True
     # Learned encoding state, saved as JSON beside the network's weights.
     _STATE = ("numeric_", "categorical_", "ordered_", "levels_", "flagged_", "classes_", "label_dtype_",
               "y_mean_", "y_std_")
@@ -34,7 +35,8 @@ class Pipeline(BasePipeline):
     def __init__(self, hidden_sizes: tuple[int, ...] = (256, 256), dropout: float = 0.1,
                  learning_rate: float = 1e-3, weight_decay: float = 1e-4, batch_size: int = 256,
                  max_epochs: int = 500, patience: int = 20, validation_fraction: float = 0.15,
-                 min_frequency: int = 5, max_levels: int = 50, margin_s: float = 2.0):
+                 min_frequency: int = 5, max_levels: int = 50, margin_s: float = 2.0, update_epochs: int = 3,
+                 update_learning_rate: float = 1e-3):
         self.hidden_sizes = hidden_sizes
         self.dropout = dropout
         self.learning_rate = learning_rate
@@ -46,6 +48,8 @@ class Pipeline(BasePipeline):
         self.min_frequency = min_frequency
         self.max_levels = max_levels
         self.margin_s = margin_s
+        self.update_epochs = update_epochs
+        self.update_learning_rate = update_learning_rate
 
     def _fit_encoding(self, X, y, task: TaskInfo) -> None:
         self.numeric_, self.categorical_ = list(task.numeric), list(task.categorical)
@@ -146,6 +150,35 @@ class Pipeline(BasePipeline):
                 break
         if best_state is not None:
             model.load_state_dict(best_state)
+
+    def update(self, X, y, task: TaskInfo):
+        """Fine-tune a few epochs on the new batch; the encoding stays frozen (unseen levels go to "other").
+
+        Its own AdamW (the fit's learning rate by default), whose moments carry over from one update to the
+        next. No early stopping (a batch is too small to split); an epoch starts only if one fits before the
+        deadline.
+        """
+        torch.manual_seed(task.seed)
+        features = self.encode(X)
+        if self.classes_:
+            target, loss_fn = torch.from_numpy(pd.Index(self.classes_).get_indexer(y)), nn.CrossEntropyLoss()
+        else:
+            scaled = (y.to_numpy(np.float64) - self.y_mean_) / self.y_std_
+            target, loss_fn = torch.from_numpy(scaled.astype(np.float32))[:, None], nn.MSELoss()
+        if getattr(self, "update_optimizer_", None) is None:
+            self.update_optimizer_ = torch.optim.AdamW(self.model_.parameters(), lr=self.update_learning_rate,
+                                                       weight_decay=self.weight_decay)
+        batch_size = max(16, min(self.batch_size, len(X) // 8))
+        self.model_.train()
+        for _ in range(self.update_epochs):
+            started = time.monotonic()
+            for batch in torch.randperm(len(X)).split(batch_size):
+                self.update_optimizer_.zero_grad()
+                loss_fn(self.model_(features[batch]), target[batch]).backward()
+                self.update_optimizer_.step()
+            if task.seconds_left() < time.monotonic() - started:  # no time for another epoch
+                break
+        return self._ready()
 
     def _ready(self):
         """Serving state: labels in their original dtype, and the network in eval mode."""
