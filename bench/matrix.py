@@ -213,8 +213,53 @@ def normalised_quality(fin: pd.DataFrame) -> pd.Series:
     return pd.Series(np.where(span > 0, (s - c) / span.where(span > 0), 0.0), index=fin.index)
 
 
+def split_stream(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Suite job runs and stream-benchmark runs (``tags.kind = stream``), which only feed stream criteria."""
+    if runs.empty or "tags.kind" not in runs:
+        return runs, runs.iloc[0:0]
+    streamed = runs["tags.kind"].fillna("").eq("stream")
+    return runs[~streamed], runs[streamed]
+
+
+def stream_criteria(streamed: pd.DataFrame) -> pd.DataFrame:
+    """Stream criteria per pipeline from the finished runs of the online strategy (``bench.stream.FEED_STRATEGY``):
+    per task the median over seeds of each seed's newest run, then across tasks like the other criteria."""
+    from bench.stream import FEED_STRATEGY
+
+    names = [n for n, c in CRITERIA.items() if c.stream]
+    if streamed.empty or "tags.strategy" not in streamed:
+        return pd.DataFrame(columns=names)
+    fin = streamed[(streamed["status"] == "FINISHED") & (streamed["tags.strategy"] == FEED_STRATEGY)].copy()
+    if "start_time" in fin:
+        fin = fin.sort_values("start_time", ascending=False, kind="stable")
+    fin[S] = fin[S].astype(str) if S in fin else "0"
+    fin = fin.drop_duplicates([T, P, S])
+    for name in names:
+        column = CRITERIA[name].metric
+        fin[name] = fin[column].astype(float) * CRITERIA[name].scale if column in fin else np.nan
+    if fin.empty:
+        return pd.DataFrame(columns=names)
+    return _across(fin.groupby([P, T])[names].median(), names, level=P)
+
+
 def aggregate(runs: pd.DataFrame) -> Aggregate:
     """One row per pipeline: every criterion, its spread over seeds, quality's bootstrap interval, mean rank."""
+    runs, streamed = split_stream(runs)
+    agg = _aggregate_jobs(runs)
+    stream_table = stream_criteria(streamed)
+    if agg.table.empty or stream_table.dropna(how="all").empty:
+        return agg
+    for name in stream_table.columns:
+        agg.table[name] = stream_table[name].reindex(agg.table.index)
+    # Stream criteria come from other tasks than the suite's: constraints on them use the pipeline's value.
+    agg.per_task = agg.per_task.drop(columns=list(stream_table.columns), errors="ignore")
+    unmatched = sorted(set(stream_table.index) - set(agg.table.index))
+    agg.notes.append("update_ms and drift_quality come from the stream benchmark's incremental runs (bench stream)"
+                     + (f"; {', '.join(unmatched)} has stream runs but no suite runs" if unmatched else ""))
+    return agg
+
+
+def _aggregate_jobs(runs: pd.DataFrame) -> Aggregate:
     runs, duplicates = prepare(runs)
     if runs.empty or P not in runs:
         return Aggregate(pd.DataFrame(), pd.DataFrame(), runs, duplicates, ["no completed runs in the selection"])

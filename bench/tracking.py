@@ -272,3 +272,37 @@ def compare_url(ui_base: str, experiment_id: str, run_ids: list[str]) -> str:
 
     return (f"{ui_base.rstrip('/')}/#/compare-runs?runs={quote(json.dumps(run_ids))}"
             f"&experiments={quote(json.dumps([experiment_id]))}")
+
+
+def create_run(uri: str, exp_id: str, run_name: str, tags: dict[str, str], params: dict[str, Any]) -> str:
+    """A RUNNING run with its tags and params (sweeps that are not suite jobs: stream, summaries)."""
+    from mlflow.entities import Param
+
+    client = _client(uri)
+    run_id = client.create_run(exp_id, run_name=run_name, tags=tags | {"mlflow.runName": run_name}).info.run_id
+    client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+    return run_id
+
+
+def log_steps(uri: str, run_id: str, steps: list[tuple[int, dict[str, float]]],
+              metrics: dict[str, float] | None = None, tags: dict[str, str] | None = None) -> None:
+    """Metrics per step (the UI draws them as curves against the step), plus step-less metrics and tags."""
+    import math
+    import time
+
+    from mlflow.entities import Metric, RunTag
+
+    now = int(time.time() * 1000)
+    batch = [Metric(k, float(v), now, int(step)) for step, values in steps for k, v in values.items()
+             if v is not None and math.isfinite(float(v))]
+    batch += [Metric(k, float(v), now, 0) for k, v in (metrics or {}).items() if math.isfinite(float(v))]
+    run_tags = [RunTag(k, str(v)[:5000]) for k, v in (tags or {}).items()]
+    client = _client(uri)
+    for i in range(0, max(len(batch), 1), 900):  # log_batch takes at most 1000 metrics a call
+        client.log_batch(run_id, metrics=batch[i:i + 900], tags=run_tags if i == 0 else [])
+
+
+def log_files(uri: str, run_id: str, paths: list[Path]) -> None:
+    client = _client(uri)
+    for path in paths:
+        client.log_artifact(run_id, str(path))
