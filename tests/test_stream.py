@@ -229,3 +229,31 @@ def test_bench_stream_logs_runs_table_and_matrix_criteria(tmp_path, store_uri):
     criteria = matrix.stream_criteria(matrix.split_stream(matrix.read_runs(store_uri))[1])
     assert criteria.loc["sklearn_sgd", "update_ms"] == pytest.approx(inc.data.metrics["update_ms"])
     assert "sklearn_linear" not in criteria.index  # static runs do not feed the matrix
+
+
+def test_matrix_scores_online_learning_from_incremental_stream_runs():
+    from bench import matrix
+    from bench.profiles import load_profile
+    from tests.test_matrix import fake_runs
+
+    runs = fake_runs({"batch_only": {}, "learner": {"online_learning": 1.0}, "slow_learner": {"online_learning": 1.0}})
+    t0 = pd.Timestamp("2026-11-02", tz="UTC")
+    stream_rows = []
+    for i, (pipeline, strategy, update_ms, kept) in enumerate([
+            ("learner", "incremental", 0.01, 0.9), ("learner", "static", math.nan, 0.0),
+            ("slow_learner", "incremental", 5.0, 0.4), ("slow_learner", "periodic", 1.0, 0.1),
+            ("slow_learner", "incremental", 50.0, 0.1)]):  # an older run of the same seed: not used
+        stream_rows.append({"run_id": f"s{i}", "experiment_id": "9", "status": "FINISHED",
+                            "start_time": t0 - pd.Timedelta(minutes=i), "tags.task": "drift", "tags.pipeline": pipeline,
+                            "tags.seed": "0", "tags.kind": "stream", "tags.strategy": strategy,
+                            "tags.job_key": f"stream-{i}", "metrics.update_ms": update_ms,
+                            "metrics.drift_quality": kept})
+    agg = matrix.aggregate(pd.concat([runs, pd.DataFrame(stream_rows)], ignore_index=True))
+    assert agg.table.loc["learner", "update_ms"] == pytest.approx(0.01)
+    assert agg.table.loc["slow_learner", "drift_quality"] == pytest.approx(0.4)
+    assert math.isnan(agg.table.loc["batch_only", "update_ms"])
+    assert set(agg.runs["tags.task"]) == {"auc_task", "rmse_task"}  # stream runs are no suite jobs
+    d = matrix.decide(agg, load_profile("online-learning"))
+    assert d.winner == "learner"
+    assert "drift_quality" in d.weights and "update_ms" in d.weights
+    assert not d.table.loc["batch_only", "feasible"]
