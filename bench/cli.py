@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     mx.add_argument("--tracking-uri")
     mx.add_argument("--ui-url", default="http://127.0.0.1:5000", help="MLflow UI base for the compare-runs links")
     mx.add_argument("--no-log", action="store_true", help="do not log the files as an MLflow run in 'matrix'")
+    mx.add_argument("--wait", action="store_true", help="wait until the files are logged as an MLflow run "
+                    "(default: a detached process logs them, its outcome in OUT/matrix_run.json)")
 
     srv = sub.add_parser("server", help="run an MLflow tracking server (SQLite or PostgreSQL, served artifacts) "
                          "for a team; log to it with bench run --tracking-uri http://HOST:PORT")
@@ -263,20 +265,23 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         raise BenchError(f"no MLflow store at {uri}; run `bench run` first or give --tracking-uri",
                          field="--tracking-uri")
     task_names = [t.name for t in _select_tasks(args.suite, args.tasks)] if (args.suite or args.tasks) else None
-    with report.MatrixRunLogger(uri, enabled=not args.no_log) as logger:  # its mlflow import overlaps the rest
-        runs = matrix.read_runs(uri, tasks=task_names, pipelines=args.pipelines)
-        if runs.empty:
-            raise BenchError(f"no runs in {uri} for this selection; run `bench run` first or widen --tasks/"
-                             "--pipelines", field="--tracking-uri")
-        result = matrix.build(runs, profile)
-        meta = report.describe(runs, result, uri=uri, suite=args.suite, tasks=task_names,
-                               pipelines=args.pipelines, ui_url=args.ui_url)
-        written = report.export(result, meta, formats, args.out)
-        print(report.console_summary(result, meta))
-        for path in written:
-            print(f"wrote {path}")
-        if run_id := logger.log(result, meta, written):
-            print(f"logged as MLflow run {run_id} in experiment 'matrix'")
+    logger = report.MatrixRunLogger(uri, args.out, enabled=not args.no_log, wait=args.wait)
+    if error := logger.previous_failure():
+        print(f"warning: the previous `bench matrix` into {args.out} did not log its MLflow run: {error}",
+              file=sys.stderr)
+    runs = matrix.read_runs(uri, tasks=task_names, pipelines=args.pipelines)
+    if runs.empty:
+        raise BenchError(f"no runs in {uri} for this selection; run `bench run` first or widen --tasks/"
+                         "--pipelines", field="--tracking-uri")
+    result = matrix.build(runs, profile)
+    meta = report.describe(runs, result, uri=uri, suite=args.suite, tasks=task_names,
+                           pipelines=args.pipelines, ui_url=args.ui_url)
+    written = report.export(result, meta, formats, args.out)
+    print(report.console_summary(result, meta))
+    for path in written:
+        print(f"wrote {path}")
+    if message := logger.log(result, meta, written):
+        print(message)
     return 0
 
 

@@ -581,16 +581,18 @@ def run_payload(m: Matrix, meta: dict[str, Any], paths: list[Path]) -> dict[str,
             "paths": [str(path.resolve()) for path in paths]}
 
 
-def _log_payload(uri: str, payload: dict[str, Any], exp: str | None = None) -> str:
+def _log_payload(uri: str, payload: dict[str, Any]) -> str:
+    from mlflow.entities import Metric, Param, RunTag
+
     from bench import tracking
 
-    exp = exp or tracking.experiment_id(uri, "matrix")
+    exp = tracking.experiment_id(uri, "matrix")
     client = tracking._client(uri)  # tracking has no public helper for a non-job run with artifacts (yet)
     run_id = client.create_run(exp, run_name=payload["run_name"], tags=payload["tags"]).info.run_id
-    for key, value in payload["params"].items():
-        client.log_param(run_id, key, value)
-    for key, value in payload["metrics"].items():
-        client.log_metric(run_id, key, value)
+    now = int(datetime.now(UTC).timestamp() * 1000)
+    client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in payload["metrics"].items()],
+                     params=[Param(k, v) for k, v in payload["params"].items()],
+                     tags=[RunTag("mlflow.runName", payload["run_name"])])
     for path in payload["paths"]:
         client.log_artifact(run_id, path)
     tracking.finish_run(uri, run_id)
@@ -602,59 +604,83 @@ def log_run(uri: str, m: Matrix, meta: dict[str, Any], paths: list[Path]) -> str
     return _log_payload(uri, run_payload(m, meta, paths))
 
 
-class MatrixRunLogger:
-    """Logs the exports from a helper process started before the matrix is computed.
+OUTCOME_FILE = "matrix_run.json"
 
-    Importing mlflow and opening its store costs ~2 CPU-seconds, about as much as everything else in
-    ``bench matrix`` over 1,000 runs; started first, that work overlaps the matrix instead of following it.
-    The command still waits for the run to be logged and reports a failure. Disabled: does nothing.
+
+class MatrixRunLogger:
+    """Logs the exports as a run of the MLflow ``matrix`` experiment from a detached process.
+
+    Importing mlflow and opening its SQL store costs 2.5-3 CPU-seconds here (its SQLAlchemy store imports
+    MLflow's GenAI modules): more than everything else ``bench matrix`` does over 1,000 runs, and the files,
+    which are what the user asked for, are ready before it. So the command writes them, hands a private
+    copy to a detached process and returns; that process records its outcome (run id or error) in
+    ``<out>/matrix_run.json``, which the next ``bench matrix`` reports if it failed. ``wait=True`` (``--wait``)
+    blocks until the run is logged and turns a failure into an error.
     """
 
-    def __init__(self, uri: str, enabled: bool = True) -> None:
+    def __init__(self, uri: str, out: Path, enabled: bool = True, wait: bool = False) -> None:
+        self.uri, self.outcome, self.enabled, self.wait = uri, out / OUTCOME_FILE, enabled, wait
+
+    def previous_failure(self) -> str | None:
+        """The error of the last background logging into this folder, if it failed."""
+        try:
+            outcome = json.loads(self.outcome.read_text())
+        except (OSError, ValueError):
+            return None
+        return outcome.get("error") if outcome.get("status") == "failed" else None
+
+    def log(self, m: Matrix, meta: dict[str, Any], paths: list[Path]) -> str:
+        """Start the logging; returns what to tell the user (the run id when waiting)."""
         import os
+        import shutil
         import subprocess
         import sys
+        import tempfile
 
-        self.proc = None
-        if enabled:
-            root = str(Path(__file__).resolve().parents[1])
-            env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-            self.proc = subprocess.Popen([sys.executable, "-m", "bench.report", uri], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-
-    def log(self, m: Matrix, meta: dict[str, Any], paths: list[Path]) -> str | None:
-        if self.proc is None:
-            return None
-        out, err = self.proc.communicate(json.dumps(run_payload(m, meta, paths)), timeout=600)
-        if self.proc.returncode != 0:
-            last = (err.strip().splitlines() or ["no output"])[-1]
-            raise BenchError(f"the files are written, but logging them to MLflow failed: {last}",
+        if not self.enabled:
+            return ""
+        staging = Path(tempfile.mkdtemp(prefix="bench-matrix-run-"))
+        copies = [Path(shutil.copy2(path, staging / path.name)) for path in paths]  # later runs may overwrite
+        (staging / "payload.json").write_text(json.dumps(run_payload(m, meta, copies) | {"uri": self.uri}))
+        self.outcome.unlink(missing_ok=True)
+        root = str(Path(__file__).resolve().parents[1])
+        env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+        with open(staging / "stderr.txt", "w") as err:
+            proc = subprocess.Popen([sys.executable, "-m", "bench.report", str(staging), str(self.outcome)],
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env,
+                                    start_new_session=True)  # outlives the command, and its Ctrl-C
+        if not self.wait:
+            return (f"logging the files as a run of MLflow experiment 'matrix' in the background (pid {proc.pid};"
+                    f" outcome in {self.outcome})")
+        proc.wait(timeout=600)
+        outcome = json.loads(self.outcome.read_text()) if self.outcome.is_file() else {"status": "failed",
+                                                                                          "error": "no outcome"}
+        if outcome["status"] != "logged":
+            raise BenchError(f"the files are written, but logging them to MLflow failed: {outcome['error']}",
                              field="--tracking-uri")
-        return out.strip().splitlines()[-1]
-
-    def __enter__(self) -> MatrixRunLogger:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        return f"logged as MLflow run {outcome['run_id']} in experiment 'matrix'"
 
 
-def _logger_main(uri: str) -> int:
-    """The helper process: open the store and the experiment first, then log what arrives on stdin."""
-    import sys
+def _logger_main(staging: Path, outcome_file: Path) -> int:
+    """The detached process: log the staged files, write the outcome atomically, remove the staging folder."""
+    import shutil
+    import traceback
 
-    from bench import tracking
-
-    exp = tracking.experiment_id(uri, "matrix")
-    payload = json.loads(sys.stdin.read() or "null")
-    if payload:
-        print(_log_payload(uri, payload, exp))
-    return 0
+    payload = json.loads((staging / "payload.json").read_text())
+    try:
+        outcome = {"status": "logged", "run_id": _log_payload(payload.pop("uri"), payload)}
+    except Exception as exc:  # noqa: BLE001 - the outcome file is the only place left to report it
+        outcome = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:2000],
+                   "traceback": traceback.format_exc()}
+    outcome["when"] = datetime.now(UTC).isoformat(timespec="seconds")
+    partial = outcome_file.with_suffix(".partial")
+    partial.write_text(json.dumps(outcome, indent=1))
+    partial.replace(outcome_file)
+    shutil.rmtree(staging, ignore_errors=True)
+    return 0 if outcome["status"] == "logged" else 1
 
 
 if __name__ == "__main__":
     import sys
 
-    sys.exit(_logger_main(sys.argv[1]))
+    sys.exit(_logger_main(Path(sys.argv[1]), Path(sys.argv[2])))

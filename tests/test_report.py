@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import pandas as pd
 import pytest
@@ -121,19 +122,30 @@ def test_bench_matrix_over_a_sqlite_store_writes_files_and_logs_the_matrix_run(s
 
     monkeypatch.chdir(tmp_path)
     assert main(["matrix", "--tracking-uri", store_uri]) == 0  # defaults: balanced, csv+md into results/
-    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["decision_matrix.csv", "decision_matrix.md"]
+    assert "in the background" in capsys.readouterr().out
+    outcome_file = tmp_path / "results" / "matrix_run.json"
+    for _ in range(240):  # the detached logger imports mlflow: seconds, more on a loaded machine
+        if outcome_file.is_file():
+            break
+        time.sleep(0.5)
+    outcome = json.loads(outcome_file.read_text())
+    assert outcome["status"] == "logged", outcome
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["decision_matrix.csv", "decision_matrix.md",
+                                                                       "matrix_run.json"]
     out = tmp_path / "edge"
     assert main(["matrix", "--tracking-uri", store_uri, "--profile", "edge", "--format", "csv,md,json",
-                 "--out", str(out), "--ui-url", "http://localhost:5001"]) == 0
+                 "--out", str(out), "--ui-url", "http://localhost:5001", "--wait"]) == 0
     printed = capsys.readouterr().out
     assert "excluded: online p99 latency 41 ms > 10 ms" in printed
     assert "http://localhost:5001/#/compare-runs?runs=" in printed and "in experiment 'matrix'" in printed
+    assert json.loads((out / "matrix_run.json").read_text())["run_id"] in printed
 
     client = tracking._client(store_uri)
     exp = client.get_experiment_by_name("matrix")
     assert exp.artifact_location.startswith((tmp_path / "mlflow" / "artifacts").as_uri())
     logged = client.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"])
     assert len(logged) == 2 and logged[0].data.params["profile"] == "edge" and logged[0].info.status == "FINISHED"
+    assert logged[1].info.run_id == outcome["run_id"] and logged[1].data.params["profile"] == "balanced"
     names = {a.path for a in client.list_artifacts(logged[0].info.run_id)}
     assert names == {"decision_matrix_edge.csv", "decision_matrix_edge.md", "decision_matrix_edge.json"}
     assert len(tracking.load_runs(store_uri)) == len(slow)  # the matrix runs are not job runs
@@ -145,3 +157,17 @@ def test_bench_matrix_explains_an_empty_or_missing_store(tmp_path, capsys):
     assert main(["matrix", "--tracking-uri", f"sqlite:///{tmp_path}/missing/mlflow.db"]) == 2
     assert "no MLflow store at" in capsys.readouterr().err
     assert not (tmp_path / "missing").exists()
+
+
+def test_a_failed_background_log_is_recorded_and_reported_by_the_next_matrix(tmp_path):
+    staging, out = tmp_path / "staging", tmp_path / "results"
+    staging.mkdir(), out.mkdir()
+    (staging / "decision_matrix.md").write_text("# matrix")
+    payload = {"run_name": "matrix-x", "tags": {}, "params": {}, "metrics": {}, "uri": "sqlite:////proc/no/such.db",
+               "paths": [str(staging / "decision_matrix.md")]}
+    (staging / "payload.json").write_text(json.dumps(payload))
+    assert report._logger_main(staging, out / report.OUTCOME_FILE) == 1
+    outcome = json.loads((out / report.OUTCOME_FILE).read_text())
+    assert outcome["status"] == "failed" and outcome["traceback"] and not staging.exists()
+    error = report.MatrixRunLogger("sqlite:///x.db", out).previous_failure()
+    assert error == outcome["error"] and error
