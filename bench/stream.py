@@ -234,8 +234,8 @@ def summarise(periods: list[PeriodResult], stream: Stream, higher_is_better: boo
     # up with the concept returns to (a strategy that never recovered from drift 1 must not "recover" at 2).
     before = [by_pos[t] for t in range(stream.initial, stream.drifts[0] if stream.drifts else 0)
               if t in by_pos and np.isfinite(by_pos[t].quality)]
-    ends = [*stream.drifts[1:], stream.n_periods]
-    for d, end in zip(stream.drifts, ends, strict=True):
+    ends = [*stream.drifts[1:], stream.n_periods]  # a drift's recovery must come before the next drift
+    for d, end in zip(stream.drifts, ends[:len(stream.drifts)], strict=True):
         after = [by_pos[t] for t in range(d, min(d + stream.drift_window, stream.n_periods)) if t in by_pos]
         if not before or not after:
             continue

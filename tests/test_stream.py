@@ -90,6 +90,8 @@ def test_prequential_never_scores_rows_it_learned(tmp_path, strategy, kwargs):
     assert [p.position for p in periods] == [2, 3, 4, 5]  # every period after the initial two is scored once
     assert "row_id" in stream.data.X and "period" not in stream.data.X  # the period column is no feature
     assert all(math.isfinite(p.quality) for p in periods)
+    summary = st.summarise(periods, stream)  # no known drift: no drift figures, the rest as usual
+    assert summary["mean_quality"] > 0.8 and "drift_quality" not in summary and "recovery" not in summary
 
 
 def test_strategy_semantics(tmp_path):
