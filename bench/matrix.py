@@ -253,6 +253,13 @@ def aggregate(runs: pd.DataFrame) -> Aggregate:
         agg.table[name] = stream_table[name].reindex(agg.table.index)
     # Stream criteria come from other tasks than the suite's: constraints on them use the pipeline's value.
     agg.per_task = agg.per_task.drop(columns=list(stream_table.columns), errors="ignore")
+    # A finished incremental stream run shows the current pipeline learns online, even if its suite runs
+    # predate its update() (their flag says what that older file could do).
+    learners = agg.table.index.intersection(stream_table.index)
+    agg.table.loc[learners, "online_learning"] = 1.0
+    if "online_learning" in agg.per_task:
+        rows = agg.per_task.index.get_level_values(P).isin(learners)
+        agg.per_task.loc[rows, "online_learning"] = 1.0
     unmatched = sorted(set(stream_table.index) - set(agg.table.index))
     agg.notes.append("update_ms and drift_quality come from the stream benchmark's incremental runs (bench stream)"
                      + (f"; {', '.join(unmatched)} has stream runs but no suite runs" if unmatched else ""))

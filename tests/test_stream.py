@@ -238,7 +238,8 @@ def test_matrix_scores_online_learning_from_incremental_stream_runs():
     from bench.profiles import load_profile
     from tests.test_matrix import fake_runs
 
-    runs = fake_runs({"batch_only": {}, "learner": {"online_learning": 1.0}, "slow_learner": {"online_learning": 1.0}})
+    # slow_learner's suite runs predate its update() (flag 0): its incremental stream run shows it learns online.
+    runs = fake_runs({"batch_only": {}, "learner": {"online_learning": 1.0}, "slow_learner": {}})
     t0 = pd.Timestamp("2026-11-02", tz="UTC")
     stream_rows = []
     for i, (pipeline, strategy, update_ms, kept) in enumerate([
@@ -259,3 +260,4 @@ def test_matrix_scores_online_learning_from_incremental_stream_runs():
     assert d.winner == "learner"
     assert "drift_quality" in d.weights and "update_ms" in d.weights
     assert not d.table.loc["batch_only", "feasible"]
+    assert d.table.loc["slow_learner", "feasible"] and d.table.loc["slow_learner", "online_learning"] == 1.0
