@@ -205,11 +205,11 @@ def test_bench_stream_logs_runs_table_and_matrix_criteria(tmp_path, store_uri):
     path = drift_task(tmp_path / "tasks")
     out = tmp_path / "results"
     code = main(["stream", "--task", str(path), "--pipelines", "sklearn_sgd,sklearn_linear", "--strategies",
-                 "static,incremental", "--budget", "5", "--update-budget", "2", "--tracking-uri", store_uri,
+                 "incremental", "--budget", "5", "--update-budget", "2", "--tracking-uri", store_uri,
                  "--out", str(out)])
     assert code == 0
     table = pd.read_csv(out / "stream_tiny_drift.csv")
-    assert len(table) == 4
+    assert len(table) == 2
     no_path = table[(table["pipeline"] == "sklearn_linear") & (table["strategy"] == "incremental")]
     assert no_path["status"].tolist() == ["no incremental path"]
     assert (table.loc[table["pipeline"] == "sklearn_sgd", "status"] == "finished").all()
@@ -220,8 +220,7 @@ def test_bench_stream_logs_runs_table_and_matrix_criteria(tmp_path, store_uri):
     client = MlflowClient(store_uri)
     exp = client.get_experiment_by_name("stream-tiny_drift")
     runs = {r.info.run_name: r for r in client.search_runs([exp.experiment_id])}
-    assert {"sklearn_sgd-static-s0", "sklearn_sgd-incremental-s0", "sklearn_linear-static-s0",
-            "stream-summary"} == set(runs)
+    assert {"sklearn_sgd-incremental-s0", "stream-summary"} == set(runs)  # no run for "no incremental path"
     inc = runs["sklearn_sgd-incremental-s0"]
     assert inc.data.tags["strategy"] == "incremental" and inc.data.tags["kind"] == "stream"
     history = client.get_metric_history(inc.info.run_id, "quality")
@@ -230,7 +229,7 @@ def test_bench_stream_logs_runs_table_and_matrix_criteria(tmp_path, store_uri):
 
     criteria = matrix.stream_criteria(matrix.split_stream(matrix.read_runs(store_uri))[1])
     assert criteria.loc["sklearn_sgd", "update_ms"] == pytest.approx(inc.data.metrics["update_ms"])
-    assert "sklearn_linear" not in criteria.index  # static runs do not feed the matrix
+    assert list(criteria.index) == ["sklearn_sgd"]
 
 
 def test_matrix_scores_online_learning_from_incremental_stream_runs():
