@@ -260,3 +260,25 @@ def test_matrix_scores_online_learning_from_incremental_stream_runs():
     assert "drift_quality" in d.weights and "update_ms" in d.weights
     assert not d.table.loc["batch_only", "feasible"]
     assert d.table.loc["slow_learner", "feasible"] and d.table.loc["slow_learner", "online_learning"] == 1.0
+
+
+def test_any_stream_section_is_valid_or_a_task_error_naming_a_stream_field(tmp_path_factory):
+    import yaml
+    from hypothesis import given, settings
+    from hypothesis import strategies as hs
+
+    from bench.tasks import STREAM_KEYS
+    from tests.test_fuzz import values
+
+    @settings(max_examples=60, deadline=None)
+    @given(section=hs.dictionaries(hs.sampled_from([*STREAM_KEYS, "extra"]), values, max_size=5))
+    def check(section):
+        path = write_stream_task(tmp_path_factory.mktemp("s"), periods=3, rows=4)
+        spec = yaml.safe_load(path.read_text()) | {"stream": section}
+        path.write_text(yaml.safe_dump(spec))
+        try:
+            load_task(path)
+        except TaskError as err:
+            assert str(path) in str(err) and (err.field or "").startswith("stream")
+
+    check()
