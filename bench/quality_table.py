@@ -1,0 +1,121 @@
+"""The quality table of a study: primary metric per task x pipeline, mean +- sd over seeds, against the floors.
+
+    python -m bench.quality_table --suite standard                 # every pipeline in the store
+    python -m bench.quality_table --suite standard --pipelines torch_mlp,keras_mlp --out results/quality.md
+
+Reads the finished suite-job runs of the store (the newest run per task, pipeline and seed, so a rerun with
+``--force`` or a changed pipeline replaces the older one) and checks each cell against the reference scores of
+TASKS.md, which are floors: ``sklearn_hgb`` at the HGB reference; ``torch_mlp``/``keras_mlp`` at least at the
+linear reference on classification and within 10 % of its RMSE on regression, and >= 0.97 balanced accuracy on
+digits; ``flaml_automl``/``sklearn_hgb_tuned`` at the HGB reference on at least 8 of 10 tasks. A missed floor
+is marked ``*``, with ``(~)`` when the gap is within one standard deviation over seeds (TASKS.md's references
+come from one split; small test sets make one split noisy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+# TASKS.md "Reference scores": default HGB and a linear model on one 80/20 split (random_state=0).
+REFERENCES = {"breast_cancer": (0.987, 0.996), "digits": (0.961, 0.966), "penguins": (0.963, 0.987),
+              "diabetes": (65.7, 58.6), "credit_data": (0.834, 0.837), "mlc_churn": (0.929, 0.797),
+              "cells": (0.899, 0.882), "ames": (0.0545, 0.0698), "diamonds": (546.0, 1117.0),
+              "flights": (0.765, 0.651)}
+LOWER_IS_BETTER = {"rmse", "mae", "log_loss"}
+HGB_FLOOR_PIPELINES = {"sklearn_hgb", "flaml_automl", "sklearn_hgb_tuned"}
+NETWORKS = {"torch_mlp", "keras_mlp"}
+
+
+def floor(pipeline: str, task: str, metric: str) -> float | None:
+    """The score a pipeline must reach on a task (None: no floor for it)."""
+    if task not in REFERENCES:
+        return None
+    hgb, linear = REFERENCES[task]
+    if pipeline in HGB_FLOOR_PIPELINES:
+        return hgb
+    if pipeline in NETWORKS:
+        if task == "digits":
+            return max(linear, 0.97)
+        return linear * 1.10 if metric in LOWER_IS_BETTER else linear
+    return None
+
+
+def latest_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Finished job runs, the newest per task, pipeline and seed."""
+    done = runs[(runs["status"] == "FINISHED") & runs["metrics.primary_score"].notna()]
+    if "tags.kind" in done:
+        done = done[done["tags.kind"].isna() | (done["tags.kind"] == "")]
+    return done.sort_values("start_time").groupby(["tags.task", "tags.pipeline", "tags.seed"]).tail(1)
+
+
+def build(runs: pd.DataFrame, tasks: list[str], pipelines: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """The table (one row per task) and the floor verdict lines."""
+    runs = latest_runs(runs)
+    metric = runs.groupby("tags.task")["params.primary_metric"].first()
+    rows, met = [], {p: [0, 0] for p in pipelines}
+    for task in tasks:
+        if task not in metric:
+            continue
+        row = {"task": task, "metric": metric[task]}
+        hgb_linear = REFERENCES.get(task)
+        row["ref HGB / linear"] = f"{hgb_linear[0]:g} / {hgb_linear[1]:g}" if hgb_linear else ""
+        for p in pipelines:
+            scores = runs[(runs["tags.task"] == task) & (runs["tags.pipeline"] == p)]["metrics.primary_score"]
+            if scores.empty:
+                row[p] = "-"
+                continue
+            mean, sd = scores.mean(), scores.std() if len(scores) > 1 else 0.0
+            cell = f"{mean:.4g} ± {sd:.2g} (n={len(scores)})"
+            target = floor(p, task, metric[task])
+            if target is not None:
+                lower = metric[task] in LOWER_IS_BETTER
+                ok = mean <= target if lower else mean >= target
+                met[p][0] += ok
+                met[p][1] += 1
+                if not ok:
+                    cell += " *" + (" (~)" if abs(mean - target) <= sd else "")
+            row[p] = cell
+        rows.append(row)
+    verdicts = []
+    for p, (ok, total) in met.items():
+        if total:
+            need = "8 of 10" if p in {"flaml_automl", "sklearn_hgb_tuned"} else "every task"
+            verdicts.append(f"{p}: floor met on {ok} of {total} tasks (required: {need})")
+    return pd.DataFrame(rows), verdicts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--suite", default="standard")
+    parser.add_argument("--pipelines", help="comma-separated (default: every pipeline with runs)")
+    parser.add_argument("--tracking-uri")
+    parser.add_argument("--out", type=Path, help="also write the table as markdown here")
+    opts = parser.parse_args(argv)
+
+    from bench import matrix, tracking
+    from bench.tasks import suite_tasks
+
+    tasks = [t.name for t in suite_tasks(opts.suite)]
+    uri = tracking.resolve_uri(opts.tracking_uri)
+    runs = matrix.read_runs(uri, tasks=tasks, pipelines=opts.pipelines.split(",") if opts.pipelines else None)
+    if runs.empty:
+        print(f"no runs of suite {opts.suite} in {uri}", file=sys.stderr)
+        return 2
+    pipelines = opts.pipelines.split(",") if opts.pipelines else sorted(runs["tags.pipeline"].dropna().unique())
+    table, verdicts = build(runs, tasks, pipelines)
+    text = "\n".join([table.to_markdown(index=False), "", *[f"- {v}" for v in verdicts], "",
+                      "`*` below its floor, `(~)` within one sd of it; floors from TASKS.md (see module doc)."])
+    print(text)
+    if opts.out:
+        opts.out.parent.mkdir(parents=True, exist_ok=True)
+        opts.out.write_text(f"# Quality, suite {opts.suite} ({uri})\n\n{text}\n")
+        print(f"wrote {opts.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
