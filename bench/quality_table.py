@@ -45,11 +45,13 @@ def floor(pipeline: str, task: str, metric: str) -> float | None:
 
 
 def latest_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """Finished job runs, the newest per task, pipeline and seed."""
-    done = runs[(runs["status"] == "FINISHED") & runs["metrics.primary_score"].notna()]
-    if "tags.kind" in done:
-        done = done[done["tags.kind"].isna() | (done["tags.kind"] == "")]
-    return done.sort_values("start_time").groupby(["tags.task", "tags.pipeline", "tags.seed"]).tail(1)
+    """Finished suite-job runs, one per task, pipeline and seed: the matrix's own selection (``matrix.prepare``:
+    the newest job key per slot, its newest finished run), without the stream benchmark's runs."""
+    from bench import matrix
+
+    jobs, _ = matrix.split_stream(runs)
+    current, _ = matrix.prepare(jobs)
+    return current[(current["status"] == "FINISHED") & current["metrics.primary_score"].notna()]
 
 
 def build(runs: pd.DataFrame, tasks: list[str], pipelines: list[str]) -> tuple[pd.DataFrame, list[str]]:
