@@ -87,8 +87,20 @@ FRAME = pd.DataFrame({"x": range(40), "y": ["a", "b"] * 20})
     (BASE + "metric: rmse\n", "metric", "roc_auc"),
     (BASE.replace("d.csv", "missing.csv"), "source.path", "does not exist"),
     (BASE.replace("type: file, path: d.csv", "type: sklearn, loader: openml"), "source.loader", "bundled"),
-    (BASE + "prepare: {derive: {z: \"__import__('os')\"}}\n", "prepare.derive.z", "plain pandas expression"),
+    (BASE + "prepare: {derive: {z: \"__import__('os')\"}}\n", "prepare.derive.z", "function '__import__' is not "
+     "allowed"),
+    (BASE + "prepare: {derive: {z: \"x.to_csv('x.csv')\"}}\n", "prepare.derive.z", "only column names"),
     (BASE + "prepare: {drop: x}\n", "prepare.drop", "list"),
+    (BASE + "prepare: {drop: [x, y]}\n", "prepare.drop", "drops the target column 'y'"),
+    (BASE + "prepare: {derive: {__target__: x}}\n", "prepare.derive.__target__", "reserved"),
+    (BASE + "prepare: {fill: {x: [1, 2]}}\n", "prepare.fill.x", "single value"),
+    (BASE + "prepare:\n  derive: {z: x}\n  derive: {w: x}\n", "prepare.derive", "duplicate key 'derive' on lines"),
+    ("defaults: &d {kind: binary}\n" + BASE, "defaults", "anchor &d is not allowed"),
+    (BASE.replace("name: t", "name: matrix"), "name", "reserved"),
+    (BASE.replace("name: t", "name: Default"), "name", "reserved"),
+    (BASE.replace("name: t", "name: stream-t"), "name", "reserved"),
+    (BASE.replace("name: t", "name: scale-t"), "name", "reserved"),
+    (BASE.replace("type: file,", "type: [file],"), "source.type", "expected one of"),
 ])
 def test_invalid_task_files_name_file_and_field(tmp_path, text, field, fragment):
     with pytest.raises(TaskError) as err:
@@ -112,6 +124,44 @@ def test_invalid_task_data_names_file_and_field(tmp_path, text, frame, field, fr
         load_data(load_task(_task(tmp_path, text, frame)))
     assert err.value.field == field
     assert fragment in str(err.value)
+
+
+def test_derive_evaluates_the_allow_listed_expressions(tmp_path):
+    text = BASE + ("prepare:\n  derive:\n    big: \"x > 15\"\n    lx: \"log10(x + 1)\"\n"
+                   "    both: \"big and not (x == 30)\"\n    odd: \"where(`x` > 20, x, -1)\"\n")
+    data = load_data(load_task(_task(tmp_path, text, FRAME)))
+    x = FRAME["x"]
+    assert data.X["big"].tolist() == (x > 15).astype(float).tolist()
+    np.testing.assert_allclose(data.X["lx"], np.log10(x + 1))
+    assert data.X["both"].tolist() == ((x > 15) & (x != 30)).astype(float).tolist()
+    assert data.X["odd"].tolist() == np.where(x > 20, x, -1).astype(float).tolist()
+
+
+def test_derive_names_a_missing_column_at_evaluation(tmp_path):
+    with pytest.raises(TaskError, match="no column 'nope'") as err:
+        load_data(load_task(_task(tmp_path, BASE + "prepare: {derive: {z: nope + 1}}\n", FRAME)))
+    assert err.value.field == "prepare.derive.z"
+
+
+def test_duplicate_csv_headers_are_refused_not_renamed(tmp_path):
+    (tmp_path / "d.csv").write_text("x,x,y\n" + "".join(f"{i},{i},{'ab'[i % 2]}\n" for i in range(40)))
+    with pytest.raises(TaskError, match=r"duplicate column names \['x'\] in the header") as err:
+        load_data(load_task(_task(tmp_path, BASE)))
+    assert err.value.field == "source.path"
+
+
+def test_a_feature_named_like_the_cache_target_is_refused(tmp_path):
+    with pytest.raises(TaskError, match="'__target__'") as err:
+        load_data(load_task(_task(tmp_path, BASE, FRAME.assign(__target__=1.0))))
+    assert err.value.field == "source"
+
+
+def test_symlink_loop_as_data_path(tmp_path):
+    (tmp_path / "d.csv").symlink_to(tmp_path / "e.csv")
+    (tmp_path / "e.csv").symlink_to(tmp_path / "d.csv")
+    with pytest.raises(TaskError, match="symlink loop") as err:
+        load_task(_task(tmp_path, BASE))
+    assert err.value.field == "source.path"
 
 
 def test_empty_unreadable_and_duplicate_column_files(tmp_path):
