@@ -181,8 +181,7 @@ class _Checker:
             return ("bool", "and" if isinstance(n.op, ast.And) else "or", tuple(self.node(v, d) for v in n.values))
         if isinstance(n, ast.Call):
             if not isinstance(n.func, ast.Name):
-                raise self.fail("call of something that is not a function name (methods such as x.f() are not "
-                                "allowed)")
+                raise self.fail("a method call or a call of an expression (such as x.f())")
             name = n.func.id
             if name not in FUNCTIONS:
                 raise self.fail(f"function {name!r}")
