@@ -1,8 +1,19 @@
-"""Cold-start probe, run in a fresh process: import the framework, load the saved model, predict one row.
+"""Cold start, split by what it depends on: the technology and the model.
 
-This is what an edge device or a serverless function pays before its first answer. The parent times the
-whole process (interpreter start included); the phases below are timed from inside.
+What an edge device or a serverless function pays before its first answer is a fresh interpreter importing
+the serving code (pandas, the framework, the model loader: it depends on the technology only) plus loading
+this model and predicting one row (it depends on the model). The harness measures the two apart:
+
+- :func:`import_probe` runs in truly fresh interpreters, median of N, once per pipeline per ``bench run``;
+  the supervisor times the whole process (interpreter start included).
+- :func:`model_probe` runs per job in a child forked from the pipeline's warm parent, whose imports are
+  done and which has run nothing: load the saved model, predict one row.
+
+``cold_start_s`` is their sum. :func:`full_probe` does the whole thing in one fresh process, the reference
+the split is checked against (``benchmarks/cold_start_split.py``).
 """
+
+from __future__ import annotations
 
 import time
 
@@ -13,8 +24,37 @@ import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 
-def main() -> None:
-    pipeline, model_dir, row_file = sys.argv[1:4]
+def import_probe(folder: Path) -> None:
+    """Fresh interpreter: import the serving code of the pipeline named in the spec."""
+    import pandas  # noqa: F401
+
+    from bench.execution.child import read_spec, write_result
+    from bench.pipelines import load_module
+
+    load_module(read_spec(folder)["pipeline"])
+    write_result(folder, {"import_s": time.perf_counter() - _T0})
+
+
+def model_probe(folder: Path) -> None:
+    """Warm child: load the saved model and predict one row."""
+    import pandas as pd
+
+    from bench.execution.child import read_spec, write_result
+    from bench.pipelines import load_module
+
+    spec = read_spec(folder)
+    module = load_module(spec["pipeline"])
+    row = pd.read_parquet(spec["row_file"])
+    t0 = time.perf_counter()
+    model = module.Pipeline.load(Path(spec["model_dir"]))
+    t1 = time.perf_counter()
+    model.predict(row)
+    t2 = time.perf_counter()
+    write_result(folder, {"load_s": t1 - t0, "first_predict_ms": (t2 - t1) * 1e3})
+
+
+def full_probe(pipeline: str, model_dir: str, row_file: str) -> dict[str, float]:
+    """One fresh process doing all of it (the reference measurement); the caller times the process."""
     import pandas as pd
 
     from bench.pipelines import load_module
@@ -27,9 +67,8 @@ def main() -> None:
     t_row = time.perf_counter()
     model.predict(row)
     t_pred = time.perf_counter()
-    print(json.dumps({"import_s": t_import - _T0, "load_s": t_load - t_import,
-                      "first_predict_ms": (t_pred - t_row) * 1e3}))
+    return {"import_s": t_import - _T0, "load_s": t_load - t_import, "first_predict_ms": (t_pred - t_row) * 1e3}
 
 
 if __name__ == "__main__":
-    main()
+    print(json.dumps(full_probe(*sys.argv[1:4])))

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 from bench import runner, tracking
 from bench.errors import BenchError
+from bench.execution.cores import core_plan, default_slots, usable_cores
 from bench.runner import Job, Outcome, PendingJob, RunConfig
 
 EXECUTORS = ("local", "dask")
@@ -86,8 +87,8 @@ def run_with_executor(jobs: list[Job], config: RunConfig, on_event: OnEvent = la
         raise BenchError(f"unknown executor {executor!r}; expected one of {', '.join(EXECUTORS)}",
                          field="--executor")
     if executor == "local" and (workers != 1 or scheduler):
-        raise BenchError("the local executor runs one job at a time; add --executor dask for --workers or "
-                         "--scheduler", field="--executor")
+        raise BenchError("--workers and --scheduler are Dask options; the local executor runs --jobs jobs at "
+                         "once", field="--executor")
     if workers < 1:
         raise BenchError("--workers must be at least 1", field="--workers")
     tracking.check_store(config.tracking_uri)  # the store exists before any worker opens it
@@ -95,7 +96,7 @@ def run_with_executor(jobs: list[Job], config: RunConfig, on_event: OnEvent = la
     if executor == "local":
         config.executor, config.workers = "local", 1
         outcomes = runner.run_all(jobs, config, on_event)
-        pinned = False
+        pinned = config.jobs > 1 and core_plan(config.jobs, config.threads) is not None
     else:
         outcomes, pinned = _run_dask(jobs, config, on_event, workers, scheduler, pin)
     ran = [o for o in outcomes if o.status in ("finished", "failed")]
@@ -104,25 +105,9 @@ def run_with_executor(jobs: list[Job], config: RunConfig, on_event: OnEvent = la
     return outcomes
 
 
-def usable_cores() -> list[int]:
-    """CPUs this process may run on (its affinity), which a container or ``taskset`` may restrict."""
-    try:
-        return sorted(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return list(range(os.cpu_count() or 1))
-
-
 def default_workers(threads: int) -> int:
     """As many workers as there are cores for them: usable cores // threads per job, at least one."""
-    return max(1, len(usable_cores()) // max(threads, 1))
-
-
-def core_plan(workers: int, threads: int, cores: list[int] | None = None) -> list[tuple[int, ...]] | None:
-    """Disjoint cores for each worker (``threads`` each), or None when they do not fit."""
-    cores = usable_cores() if cores is None else cores
-    if workers * threads > len(cores):
-        return None
-    return [tuple(cores[i * threads:(i + 1) * threads]) for i in range(workers)]
+    return default_slots(threads)
 
 
 def _run_dask(jobs: list[Job], config: RunConfig, on_event: OnEvent, workers: int,
@@ -227,21 +212,15 @@ def _run_on_worker(item: PendingJob, config: RunConfig, env: dict[str, str]) -> 
     import threading
 
     os.environ.update(env)  # BENCH_* of the submitting process (pipeline path, cache dir, tasks dir)
-    if _WORKER_CORES:
-        # This thread's affinity is inherited by the job process it starts (and that job's cold-start probes).
-        os.sched_setaffinity(0, _WORKER_CORES)
     _RUNNING.add(threading.get_ident())
     try:
-        outcome = runner.run_one(item, config)
+        # The job's child pins itself (and its probes) to this worker's cores.
+        outcome = runner.run_one(item, config, list(_WORKER_CORES) if _WORKER_CORES else None)
     except KeyboardInterrupt:  # raised by _interrupt_jobs: run_one has killed the job and recorded its run
         return Outcome(item.job, "failed", cause="interrupted", message="the suite was interrupted")
     finally:
         _RUNNING.discard(threading.get_ident())
         _INTERRUPTED.discard(threading.get_ident())
-    if _WORKER_CORES and outcome.run_id:
-        with contextlib.suppress(Exception):
-            tracking._client(config.tracking_uri).set_tag(outcome.run_id, "cpu_affinity",
-                                                          ",".join(map(str, _WORKER_CORES)))
     return outcome
 
 

@@ -82,8 +82,7 @@ class RssSampler:
     """Peak resident memory of this process (and its children) above a baseline, sampled in a thread.
 
     ``tracemalloc`` misses torch and TensorFlow allocations and virtual size overstates them, so RSS is the
-    honest figure. Sampling every ``interval_s`` can miss a spike shorter than that; the process-lifetime
-    ``ru_maxrss`` is logged beside it as an upper bound.
+    honest figure. Sampling every ``interval_s`` can miss a spike shorter than that.
     """
 
     def __init__(self, interval_s: float = 0.005) -> None:
@@ -135,31 +134,42 @@ class LatencyStats:
 
 
 def single_row_latency(predict: Callable[[Any], Any], rows: Sequence[Any], n: int = 1000,
-                       warmup: int = 50) -> LatencyStats:
-    """Time ``predict(row)`` one row at a time over ``n`` calls cycling through pre-built ``rows``.
+                       warmup: int = 50, cap_s: float = float("inf"), min_n: int = 0) -> LatencyStats:
+    """Time ``predict(row)`` one row at a time, cycling through pre-built ``rows``.
 
-    Rows are prepared before timing so slicing a DataFrame is not charged to the model. GC is off while
-    timing so a collection pause lands in no particular call.
+    Stops after ``n`` calls or once ``cap_s`` seconds of calls are spent, whichever comes first, but never
+    before ``min(n, min_n)`` calls (the count a p99 needs), so a slow pipeline cannot hold a job for minutes
+    nor report a tail from too few calls; ``n`` in the result is what was done. Rows are prepared before
+    timing so slicing a DataFrame is not charged to the model. GC is off while timing so a collection pause
+    lands in no particular call.
     """
     for i in range(warmup):
         predict(rows[i % len(rows)])
     samples = np.empty(n, dtype=np.int64)
     clock = time.perf_counter_ns
+    floor = min(n, min_n)
+    cap_ns = cap_s * 1e9 if np.isfinite(cap_s) else float("inf")
     gc_was_enabled = gc.isenabled()
     gc.collect()
     gc.disable()
+    done = n
     try:
+        start = clock()
         for i in range(n):
             row = rows[i % len(rows)]
             t0 = clock()
             predict(row)
-            samples[i] = clock() - t0
+            t1 = clock()
+            samples[i] = t1 - t0
+            if i + 1 >= floor and t1 - start > cap_ns:
+                done = i + 1
+                break
     finally:
         if gc_was_enabled:
             gc.enable()
-    ms = samples / 1e6
+    ms = samples[:done] / 1e6
     p50, p90, p99 = np.percentile(ms, [50, 90, 99])
-    return LatencyStats(float(p50), float(p90), float(p99), float(ms.mean()), n, warmup, samples)
+    return LatencyStats(float(p50), float(p90), float(p99), float(ms.mean()), done, warmup, samples[:done])
 
 
 @dataclass

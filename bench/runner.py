@@ -1,37 +1,38 @@
-"""Jobs (task x pipeline x seed): planning, keys for resume, and one supervised process per job.
+"""Jobs (task x pipeline x seed): planning, keys for resume, and running them on the child protocol.
 
-A crash, a hang past the time limit or a memory blow-up ends that job only: it is recorded as a failed
-MLflow run with its cause and traceback, and the suite goes on. The supervisor watches the worker's real
-memory (RSS of its process tree), not its address space: TensorFlow and torch map far more virtual memory
-than they use, so ``RLIMIT_AS`` would kill healthy jobs.
+Each job runs in a child of its own (:mod:`bench.execution`): forked from its pipeline's warm parent, with
+its own time and memory limits and failure record. A crash, a hang past the time limit or a memory blow-up
+ends that job only: it is recorded as a failed MLflow run with its cause and traceback, and the suite goes
+on. With ``jobs`` slots (default: one per usable core at ``threads`` threads each) that many jobs run at
+once, each pinned to cores of its own, so no two measurements share a core.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import signal
-import subprocess
-import sys
+import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
 from bench import environment, tracking
+from bench.execution import child, cores
+from bench.execution import job as suite_job
+from bench.execution.pool import POOL
 from bench.measure import thread_env
 from bench.pipelines import source_hash, technology_of
 from bench.tasks import Task
-from bench.worker import JobSpec
 
 #: Bump when a change to the measurement protocol makes old figures incomparable: it is part of the job key.
-PROTOCOL_VERSION = "1"
-POLL_S = 0.1
+#: 2: latency loops capped in time (never below 662 calls), cold start = import probe + model probe.
+PROTOCOL_VERSION = "2"
 
 
 @dataclass(frozen=True)
@@ -64,9 +65,18 @@ class RunConfig:
     latency_warmup: int = 50
     batch_rows: int = 10_000
     cold_start_repeats: int = 3
+    latency_cap_s: float = 5.0
     executor: str = "local"
     workers: int = 1
-    job_root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="bench-jobs-")))
+    jobs: int = 1
+    job_root: Path | None = None
+
+    def root(self) -> Path:
+        """The folder of this run's job folders, created on first use and removed by :func:`run_all`."""
+        if self.job_root is None:
+            self.job_root = Path(tempfile.mkdtemp(prefix="bench-jobs-"))
+        self.job_root.mkdir(parents=True, exist_ok=True)
+        return self.job_root
 
     @property
     def time_limit_s(self) -> float:
@@ -83,6 +93,9 @@ class Outcome:
     message: str = ""
     seconds: float = 0.0
     primary_score: float | None = None
+    fit_s: float = 0.0
+    measuring_s: float = 0.0
+    overhead_s: float = 0.0
 
 
 def job_key(job: Job, config: RunConfig) -> str:
@@ -117,108 +130,6 @@ def run_params(job: Job, config: RunConfig) -> dict[str, str]:
     return {k: str(v) for k, v in params.items()}
 
 
-def execute(job: Job, config: RunConfig, run_id: str | None) -> Outcome:
-    """Run one job in a supervised process; record failures on ``run_id``. Never raises for a job's fault."""
-    config.job_root.mkdir(parents=True, exist_ok=True)
-    job_dir = Path(tempfile.mkdtemp(prefix=f"{job.task.name}-{job.run_name}-", dir=config.job_root))
-    JobSpec(task_path=str(job.task.path), pipeline=job.pipeline, seed=job.seed, budget_s=config.budget_s,
-            threads=config.threads, run_id=run_id, tracking_uri=config.tracking_uri, latency_n=config.latency_n,
-            latency_warmup=config.latency_warmup, batch_rows=config.batch_rows,
-            cold_start_repeats=config.cold_start_repeats).write(job_dir)
-    env = os.environ | thread_env(config.threads) | {"MLFLOW_TRACKING_URI": config.tracking_uri}
-    started = time.monotonic()
-    with (job_dir / "worker.log").open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "bench.worker", str(job_dir)], env=env, stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        try:
-            cause = _supervise(proc, config)
-        except BaseException:  # interrupted (SIGINT/SIGTERM): the job dies with us; run_one marks it killed
-            _kill_tree(proc)
-            raise
-    seconds = time.monotonic() - started
-    return _record(job, config, run_id, job_dir, proc.returncode, cause, seconds)
-
-
-def _supervise(proc: subprocess.Popen, config: RunConfig) -> str:
-    """Wait for the worker; kill it on time-out or memory excess and say which."""
-    deadline = time.monotonic() + config.time_limit_s
-    limit_bytes = config.memory_limit_mb * 2**20
-    while proc.poll() is None:
-        if time.monotonic() > deadline:
-            _kill_tree(proc)
-            return "timeout"
-        if _tree_rss(proc.pid) > limit_bytes:
-            _kill_tree(proc)
-            return "memory"
-        time.sleep(POLL_S)
-    return ""
-
-
-def _tree_rss(pid: int) -> int:
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return 0
-    total = 0
-    for p in procs:
-        with contextlib.suppress(psutil.Error):
-            total += p.memory_info().rss
-    return total
-
-
-def _kill_tree(proc: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-
-
-def _record(job: Job, config: RunConfig, run_id: str | None, job_dir: Path, returncode: int, cause: str,
-            seconds: float) -> Outcome:
-    result_file, error_file = job_dir / "result.json", job_dir / "error.json"
-    log_tail = _tail(job_dir / "worker.log")
-    if not cause and returncode == 0 and result_file.exists():
-        if run_id:
-            tracking.finish_run(config.tracking_uri, run_id)
-        score = json.loads(result_file.read_text())["metrics"]["primary_score"]
-        return Outcome(job, "finished", run_id, seconds=seconds, primary_score=score)
-    if result_file.exists() and not cause:
-        # Measured, then failed while logging: keep every figure, say what went wrong.
-        result = json.loads(result_file.read_text())
-        if run_id:
-            tracking.log_job_result(config.tracking_uri, run_id, result)
-            tracking.finish_run(config.tracking_uri, run_id)
-        return Outcome(job, "finished", run_id, "logging", f"logging failed: {log_tail[-300:]}", seconds,
-                       result["metrics"]["primary_score"])
-    if cause == "timeout":
-        message = f"killed after the time limit of {config.time_limit_s:.0f} s (budget {config.budget_s:g} s " \
-                  f"+ margin {config.time_margin_s:g} s)"
-        trace = log_tail
-    elif cause == "memory":
-        message = f"killed when its memory (RSS) passed the limit of {config.memory_limit_mb:.0f} MB"
-        trace = log_tail
-    elif error_file.exists():
-        error = json.loads(error_file.read_text())
-        cause, message, trace = "exception", f"{error['type']}: {error['message']}", error["traceback"]
-    elif returncode < 0:
-        name = signal.Signals(-returncode).name
-        cause = "crash" if name in ("SIGSEGV", "SIGBUS", "SIGABRT", "SIGFPE", "SIGILL") else "killed"
-        message, trace = f"the worker died of {name}", log_tail
-    else:
-        cause, message, trace = "crash", f"the worker exited with code {returncode}", log_tail
-    if run_id:
-        tracking.fail_run(config.tracking_uri, run_id, cause, message, trace)
-    return Outcome(job, "failed", run_id, cause, message, seconds)
-
-
-def _tail(path: Path, limit: int = 20_000) -> str:
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return ""
-    return data[-limit:].decode("utf-8", errors="replace")
-
-
 @dataclass(frozen=True)
 class PendingJob:
     """A job still to run, with what its process needs: its key and the experiment it logs to."""
@@ -247,32 +158,155 @@ def pending_jobs(jobs: list[Job], config: RunConfig) -> tuple[list[PendingJob], 
     return pending, skipped
 
 
-def run_one(item: PendingJob, config: RunConfig) -> Outcome:
-    """Open the job's MLflow run, then execute it in its own supervised process. Any executor calls this."""
-    job = item.job
-    run_id = tracking.claim_run(config.tracking_uri, item.experiment_id, job.run_name,
-                                run_tags(job, config, item.key), run_params(job, config),
-                                rerun_finished=config.force)
+def job_request(item: PendingJob, config: RunConfig, slot_cores: list[int] | None) -> suite_job.JobRequest:
+    """The child's spec and limits; the thread environment is pinned before any framework loads."""
+    spec = {"task_path": str(item.job.task.path), "pipeline": item.job.pipeline, "seed": item.job.seed,
+            "budget_s": config.budget_s, "threads": config.threads, "latency_n": config.latency_n,
+            "latency_warmup": config.latency_warmup, "latency_cap_s": config.latency_cap_s,
+            "batch_rows": config.batch_rows}
+    env = os.environ | thread_env(config.threads)
+    return suite_job.JobRequest(item.job.pipeline, spec, env, child.Limits(config.time_limit_s, config.memory_limit_mb),
+                          config.root(), config.cold_start_repeats, slot_cores,
+                          f"{item.job.task.name}-{item.job.run_name}")
+
+
+def run_one(item: PendingJob, config: RunConfig, slot_cores: list[int] | None = None,
+            stop: threading.Event | None = None) -> Outcome:
+    """Claim the job's MLflow run, run it on the child protocol, record it. Any executor calls this."""
+    uri = config.tracking_uri
+    run_id = tracking.claim_run(uri, item.experiment_id, item.job.run_name, run_tags(item.job, config, item.key),
+                                run_params(item.job, config), rerun_finished=config.force)
     if run_id is None:
-        return Outcome(job, "claimed", message="another bench process has run or is running this job")
+        return Outcome(item.job, "claimed", message="another bench process has run or is running this job")
+    started = time.monotonic()
     try:
-        return execute(job, config, run_id)
+        ended = suite_job.run(job_request(item, config, slot_cores), stop, lambda: tracking.renew_claim(uri, run_id))
+        return record(item.job, config, run_id, ended, started, slot_cores)
     except BaseException:  # interrupted anywhere after the claim: the run must not stay RUNNING
-        tracking.fail_run(config.tracking_uri, run_id, "interrupted", "the suite was interrupted", "", killed=True)
+        tracking.fail_run(uri, run_id, "interrupted", "the suite was interrupted", "", killed=True)
         raise
+
+
+def record(job: Job, config: RunConfig, run_id: str, ended: suite_job.JobEnd, started: float,
+           slot_cores: list[int] | None) -> Outcome:
+    """Log what the child measured, in batch, and end the run; the job's folder goes afterwards."""
+    uri, end = config.tracking_uri, ended.end
+    try:
+        if end.cause == "abandoned":  # another process owns the job now: write nothing more
+            return Outcome(job, "failed", run_id, end.cause, end.message, time.monotonic() - started)
+        tags = {"concurrent_jobs": str(config.jobs if config.executor == "local" else config.workers)}
+        if slot_cores:
+            tags["cpu_affinity"] = ",".join(map(str, slot_cores))
+        if end.result is not None:
+            t0 = time.perf_counter()
+            metrics = end.result["metrics"] | ended.metrics
+            tracking.log_job_result(uri, run_id, {"metrics": metrics, "params": end.result["params"],
+                                                  "tags": end.result["tags"] | tags})
+            if end.ok:
+                tracking.log_job_models(uri, run_id, end.folder, end.result.get("technology", ""))
+            metrics["phase_logging_s"] = time.perf_counter() - t0
+            times = suite_job.overhead(metrics, time.monotonic() - started)
+            tracking.log_metrics(uri, run_id, {"phase_logging_s": metrics["phase_logging_s"]} | times)
+        if end.ok:
+            tracking.finish_run(uri, run_id)
+            return Outcome(job, "finished", run_id, seconds=times["job_wall_s"],
+                           primary_score=metrics["primary_score"], fit_s=metrics.get("phase_fit_s", 0.0),
+                           measuring_s=times["measuring_s"], overhead_s=times["overhead_s"])
+        message = end.message
+        if end.cause == "timeout":
+            message = f"killed after the time limit of {config.time_limit_s:.0f} s (budget {config.budget_s:g} s " \
+                      f"+ margin {config.time_margin_s:g} s)"
+        tracking.fail_run(uri, run_id, end.cause, message, end.trace, killed=end.cause == "interrupted")
+        return Outcome(job, "failed", run_id, end.cause, message, time.monotonic() - started)
+    finally:
+        suite_job.cleanup(end.folder)
+
+
+class JobQueue:
+    """Pending jobs for the slots, grouped by pipeline so each warm parent serves a run of jobs and is closed
+    when its pipeline has none left. A slot takes a job of a pipeline already warm, else one of a pipeline
+    nobody is warming up (it warms it itself), else waits."""
+
+    def __init__(self, items: list[PendingJob]) -> None:
+        order = {p: i for i, p in enumerate(dict.fromkeys(it.job.pipeline for it in items))}
+        self.items = sorted(items, key=lambda it: order[it.job.pipeline])
+        self.left = {p: sum(it.job.pipeline == p for it in items) for p in order}
+        self.warm: set[str] = set()
+        self.warming: set[str] = set()
+        self.cond = threading.Condition()
+
+    def take(self, stop: threading.Event) -> PendingJob | None:
+        with self.cond:
+            while self.items and not stop.is_set():
+                item = next((it for it in self.items if it.job.pipeline in self.warm), None) or next(
+                    (it for it in self.items if it.job.pipeline not in self.warming), None)
+                if item is not None:
+                    self.items.remove(item)
+                    self.warming.add(item.job.pipeline)
+                    return item
+                self.cond.wait(0.5)
+            return None
+
+    def warmed(self, pipeline: str) -> None:
+        with self.cond:
+            self.warm.add(pipeline)
+            self.cond.notify_all()
+
+    def done(self, pipeline: str) -> bool:
+        """True when this was the pipeline's last job (its warm parent can go)."""
+        with self.cond:
+            self.left[pipeline] -= 1
+            return self.left[pipeline] == 0
 
 
 def run_all(jobs: list[Job], config: RunConfig,
             on_event: Callable[[str, Job, Outcome | None], None] = lambda *_: None) -> list[Outcome]:
-    """Run jobs one after the other (the local executor), skipping those already finished in the store."""
+    """Run jobs in ``config.jobs`` slots (each pinned to its own cores when they fit), skipping those already
+    finished in the store. Ctrl-C or SIGTERM stops every slot: running jobs are killed and marked KILLED."""
     pending, outcomes = pending_jobs(jobs, config)
     for outcome in outcomes:
         on_event("skipped", outcome.job, outcome)
-    for item in pending:
-        on_event("start", item.job, None)
-        outcome = run_one(item, config)
-        outcomes.append(outcome)
-        on_event("end", item.job, outcome)
+    plan_ = cores.core_plan(config.jobs, config.threads) if config.jobs > 1 else None
+    slots = [list(c) for c in plan_] if plan_ else [None] * max(1, config.jobs)
+    queue, stop, lock = JobQueue(pending), threading.Event(), threading.Lock()
+    errors: list[BaseException] = []
+
+    def slot(slot_cores: list[int] | None) -> None:
+        try:
+            while (item := queue.take(stop)) is not None:
+                on_event("start", item.job, None)
+                suite_job.warm_up(job_request(item, config, slot_cores))
+                queue.warmed(item.job.pipeline)
+                outcome = run_one(item, config, slot_cores, stop)
+                if queue.done(item.job.pipeline):
+                    POOL.release(item.job.pipeline)
+                with lock:
+                    outcomes.append(outcome)
+                on_event("end", item.job, outcome)
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+            stop.set()
+
+    threads = [threading.Thread(target=slot, args=(c,), name=f"slot-{i}", daemon=True)
+               for i, c in enumerate(slots)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.2)
+    except BaseException:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        raise
+    finally:
+        POOL.close()
+        if config.job_root is not None and os.environ.get("BENCH_KEEP_JOB_DIRS") != "1":
+            shutil.rmtree(config.job_root, ignore_errors=True)
+            config.job_root = None
+    if errors and not isinstance(errors[0], KeyboardInterrupt):
+        raise errors[0]
     return in_plan_order(outcomes, jobs)
 
 
