@@ -107,8 +107,9 @@ def loads(text: str, file: Any = None, error: type[BenchError] = TaskError) -> A
     if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
         raise error(f"file larger than {MAX_BYTES // 1024} KiB; a task or suite file is a few lines",
                     file=file)
-    loader = _Loader(text)
+    loader = None
     try:
+        loader = _Loader(text)  # the reader refuses control characters here already
         node = loader.get_single_node()
         if node is None:
             return None
@@ -118,14 +119,15 @@ def loads(text: str, file: Any = None, error: type[BenchError] = TaskError) -> A
         raise error(exc.message, file=file, field=exc.field) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = " ".join((getattr(exc, "problem", None) or str(exc)).split())
-        raise error(f"malformed YAML at {at}{problem}; fix the syntax", file=file) from None
+        raise error(f"malformed YAML{at}: {problem}; fix the syntax", file=file) from None
     except (ValueError, OverflowError, RecursionError) as exc:  # e.g. an integer of 5,000 digits
         message = " ".join(str(exc).split()) or type(exc).__name__
         raise error(f"invalid YAML value ({message}); fix the value", file=file) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def load(path: Path, error: type[BenchError] = TaskError) -> Any:
