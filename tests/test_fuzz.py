@@ -93,3 +93,40 @@ def test_odd_data_validates_and_runs_or_fails_with_a_task_error(tmp_path_factory
         pipe = load_module(name).Pipeline()
         pipe.fit(X_train, y_train, data.info(seed=0, threads=1, budget_s=10, deadline=time.monotonic() + 10))
         assert len(pipe.predict(data.X.iloc[split.test])) == len(split.test)
+
+
+YAML_PIECES = ["name: t\n", "kind: binary\n", "target: y\n", "positive_label: a\n",
+               "source: {type: file, path: d.csv}\n", "prepare:\n", "  derive:\n", "    z: x > 1\n", "    z: x\n",
+               "  drop: [x]\n", "  drop: [y]\n", "&a ", "*a", "<<: ", "{", "}", "[", "]", ", ", ": ", "- ", "\n",
+               "  ", "!!str ", "!!python/name:os.system ", "? ", "---\n", "'", '"', "#", "yes", "1e400", "~", "\t",
+               "é", "\x00"]
+
+
+@FUZZ
+@given(text=st.lists(st.sampled_from(YAML_PIECES), max_size=30).map("".join))
+def test_any_yaml_text_is_a_task_or_a_one_line_task_error(tmp_path_factory, text):
+    folder = tmp_path_factory.mktemp("text")
+    pd.DataFrame({"x": range(30), "y": ["a", "b"] * 15}).to_csv(folder / "d.csv", index=False)
+    path = folder / "t.yaml"
+    path.write_text(text, encoding="utf-8")
+    try:
+        load_data(load_task(path))
+    except TaskError as err:
+        assert err.file and str(path) in str(err) and "\n" not in str(err)
+
+
+@FUZZ
+@given(expr=st.text(alphabet=st.sampled_from(list("xy `'\"()[]{}.,:;_+-*/%<>=!&|~^@0123456789elogwhr\\\n")),
+                    max_size=40))
+def test_any_derive_text_loads_evaluates_or_is_a_task_error(tmp_path_factory, expr):
+    folder = tmp_path_factory.mktemp("expr")
+    pd.DataFrame({"x": np.arange(30) - 10.0, "y": ["a", "b"] * 15}).to_csv(folder / "d.csv", index=False)
+    path = folder / "t.yaml"
+    path.write_text(yaml.safe_dump({"name": "t", "kind": "binary", "target": "y", "positive_label": "a",
+                                    "source": {"type": "file", "path": "d.csv"}, "prepare": {"derive": {"z": expr}}}))
+    try:
+        data = load_data(load_task(path))
+    except TaskError as err:
+        assert err.field in ("prepare.derive.z", "prepare.drop", "source"), err
+        return
+    assert len(data.X) == 30
