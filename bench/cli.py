@@ -13,7 +13,7 @@ import signal
 import sys
 from pathlib import Path
 
-from bench.errors import BenchError
+from bench.errors import BenchError, check_number, check_writable_folder
 
 EXIT_USAGE = 2
 
@@ -123,12 +123,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    # From the very first line: a SIGTERM at any moment (even while the store is being created) unwinds like
+    # Ctrl-C, so cleanups run and the exit code is 130.
+    with contextlib.suppress(ValueError):  # not the main thread (a test calling main): keep its handlers
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
+        args = build_parser().parse_args(argv)
         return {"run": cmd_run, "list": cmd_list, "ui": cmd_ui, "matrix": cmd_matrix,
                 "server": cmd_server, "scale": cmd_scale, "stream": cmd_stream}[args.command](args)
     except BenchError as exc:
-        if args.debug:
+        if debug:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -162,8 +167,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.splits import make_split
     from bench.tasks import cached_data
 
-    if args.seeds < 1 or args.budget <= 0 or args.cores < 1 or args.latency_n < 1:
-        raise BenchError("--seeds, --budget, --cores and --latency-n must be positive", field="run")
+    _check_common(args)
+    check_number(args.latency_n, "--latency-n", 1, 10_000_000)
+    check_number(args.cold_start_repeats, "--cold-start-repeats", 1, 1000)
+    check_number(args.batch_rows, "--batch-rows", 1, 100_000_000)
+    check_number(args.workers, "--workers", 1, 1024)
+    tracking.validate_store(tracking.resolve_uri(args.tracking_uri))  # a bad URI or store fails before any work
     tasks = _select_tasks(args.suite, args.tasks)
     pipelines = _select_pipelines(args.pipelines)
     seeds = list(range(args.seeds))
@@ -190,6 +199,25 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+def _check_common(args: argparse.Namespace) -> None:
+    """The numeric options run, stream and scale share (those each has), then the data cache folder."""
+    from bench.tasks import cache_dir
+
+    day = 86_400.0
+    for option, low, high, kw in [("seeds", 1, 1000, {}), ("cores", 1, 1024, {}),
+                                  ("budget", 0, day, {"low_open": True, "unit": "s"}),
+                                  ("update_budget", 0, day, {"low_open": True, "unit": "s"}),
+                                  ("time_margin", 0, day, {"low_open": True, "unit": "s"}),
+                                  ("time_limit", 0, 7 * day, {"low_open": True, "unit": "s"}),
+                                  ("memory_limit_gb", 0, 1e5, {"low_open": True, "unit": "GB"}),
+                                  ("retrain_every", 1, 1e6, {}), ("window", 1, 1e6, {}),
+                                  ("features", 1, 100_000, {}), ("seed", 0, 2**32 - 1, {})]:
+        if hasattr(args, option):
+            check_number(getattr(args, option), "--" + option.replace("_", "-"), low, high, **kw)
+    check_writable_folder(cache_dir(), "data cache folder", "make it writable or set BENCH_CACHE_DIR to a "
+                          "writable folder", field="BENCH_CACHE_DIR")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -233,6 +261,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
     from bench import tracking
 
+    check_number(args.port, "--port", 1, 65535)
     uri = tracking.resolve_uri(args.tracking_uri)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: binding {args.host} exposes the UI (and every artifact) to the network",
@@ -258,6 +287,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     from bench import matrix, report, tracking
     from bench.profiles import load_profile, with_network_rtt
 
+    check_number(args.network_rtt_ms, "--network-rtt-ms", 0, 60_000, unit="ms")
     formats = report.check_formats(args.format)
     profile = with_network_rtt(load_profile(args.profile), args.network_rtt_ms)
     uri = tracking.resolve_uri(args.tracking_uri)
@@ -315,6 +345,8 @@ def cmd_scale(args: argparse.Namespace) -> int:
 
     if bool(args.task) == bool(args.synthetic):
         raise BenchError("give --task or --synthetic", field="--task")
+    _check_common(args)
+    tracking.validate_store(tracking.resolve_uri(args.tracking_uri))
     sizes = scale.parse_rows(args.rows)
     pipelines = _select_pipelines(args.pipelines)
     if args.synthetic:
@@ -333,9 +365,8 @@ def cmd_stream(args: argparse.Namespace) -> int:
     from bench import stream, tracking
 
     strategies = stream.parse_strategies(args.strategies)
-    if min(args.seeds, args.budget, args.update_budget, args.retrain_every, args.cores, args.window or 1) <= 0:
-        raise BenchError("--seeds, --budget, --update-budget, --retrain-every, --window and --cores must be "
-                         "positive", field="stream")
+    _check_common(args)
+    tracking.validate_store(tracking.resolve_uri(args.tracking_uri))
     pipelines = _select_pipelines(args.pipelines)
     task = _select_tasks(None, [args.task])[0]
     uri = tracking.resolve_uri(args.tracking_uri)

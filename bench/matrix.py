@@ -112,18 +112,38 @@ def read_runs(uri: str, tasks: list[str] | None = None, pipelines: list[str] | N
     several seconds for ``mlflow.search_runs`` (which builds an ORM object per metric, param and tag) plus
     ~1.5 s to import mlflow, and ``bench matrix`` has 3 s in all. Any other store, or a schema this does not
     recognise, goes through ``tracking.load_runs``; a test checks both give the same frame.
+
+    Job runs are those with a ``job_key`` tag, in any experiment: a task may be named ``Default`` or
+    ``matrix``. A store that cannot be read (corrupt, locked, not an MLflow store) is a one-line BenchError,
+    and a SQLite file without MLflow's tables is never handed to MLflow (which would add its tables to it).
     """
     import sqlite3
+
+    from bench.errors import BenchError
 
     if uri.startswith("sqlite:///"):
         path = Path(uri.removeprefix("sqlite:///"))
         try:
             return _read_sqlite(path, tasks, pipelines)
-        except sqlite3.Error:
-            pass
+        except (sqlite3.Error, pd.errors.DatabaseError) as exc:
+            cause = exc.__cause__ or exc  # pandas wraps sqlite3's error with the whole SQL text
+            reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+            if "no such table" in reason:
+                raise BenchError(f"not an MLflow store ({reason}); give the store of `bench run` as --tracking-uri",
+                                 file=path, field="--tracking-uri") from None
+            if "no such column" not in reason:  # a schema this reader does not know: MLflow reads it below
+                raise BenchError(f"cannot read the store ({reason}); if it is corrupt, move it aside and rerun "
+                                 "`bench run`; if another process locks it, retry when it is done",
+                                 file=path, field="--tracking-uri") from None
     from bench import tracking
 
-    return tracking.load_runs(uri, tasks=tasks, pipelines=pipelines)
+    try:
+        return tracking.load_runs(uri, tasks=tasks, pipelines=pipelines)
+    except BenchError:
+        raise
+    except Exception as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise BenchError(f"cannot read the runs of {uri}: {reason}", field="--tracking-uri") from None
 
 
 def _read_sqlite(path: Path, tasks: list[str] | None, pipelines: list[str] | None) -> pd.DataFrame:
@@ -131,8 +151,8 @@ def _read_sqlite(path: Path, tasks: list[str] | None, pipelines: list[str] | Non
 
     con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     try:
-        exps = pd.read_sql_query("SELECT experiment_id, name FROM experiments WHERE lifecycle_stage = 'active' "
-                                 "AND name NOT IN ('Default', 'matrix')", con)
+        exps = pd.read_sql_query("SELECT experiment_id, name FROM experiments WHERE lifecycle_stage = 'active'",
+                                 con)
         if tasks:
             exps = exps[exps["name"].isin(tasks)]
         if exps.empty:
