@@ -287,7 +287,7 @@ class _Evaluator:
             if symbol == "not":
                 return ~self.boolean(x, "not")
             if _is_bool(x) or _is_numeric(x):
-                return ~x
+                return ~(np.bool_(x) if isinstance(x, bool) else x)
             raise self.fail("'~' needs true/false values or integers")
         if kind == "cmp":
             _, ops, operands = ir
@@ -313,7 +313,9 @@ class _Evaluator:
                 raise self.fail(f"{name}(...) needs numbers")
             if name == "where":
                 return self.where(*values)
-            return fn(*values)
+            result = fn(*values)
+            # pd.isna(scalar) is a Python bool, and ~True == -2: keep numpy scalars so ~ and not agree.
+            return np.bool_(result) if isinstance(result, bool) else result
         raise AssertionError(f"unknown IR node {kind!r}")  # pragma: no cover: parse builds only the kinds above
 
     def boolean(self, x: Any, symbol: str) -> Any:
