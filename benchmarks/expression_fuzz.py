@@ -51,7 +51,7 @@ def _run(strategy, check, examples: int, seed: int) -> tuple[Counter, list[str]]
             counts[check(case)] += 1
         except AssertionError as exc:
             counts["escapes"] += 1
-            failures.append(str(exc).splitlines()[0][:300])
+            failures.append(" ".join(str(exc).split())[:300])
 
     prop()
     return counts, failures
