@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 from bench.errors import BenchError, check_number, check_writable_folder
@@ -41,7 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="seconds added to the budget for start-up and measurement before a job is killed")
     run.add_argument("--memory-limit-gb", type=float, help="RSS limit per job (default 60%% of RAM)")
     run.add_argument("--latency-n", type=int, default=1000, help="timed single-row calls (>= 1000 for a p99)")
-    run.add_argument("--cold-start-repeats", type=int, default=3, help="fresh processes for the cold start")
+    run.add_argument("--cold-start-repeats", type=int, default=3,
+                     help="repeats of each cold-start probe: fresh interpreters importing the serving code (once "
+                          "per pipeline per run) and model loads with a first prediction (per job); median")
+    run.add_argument("--latency-cap-s", type=float, default=5.0,
+                     help="seconds after which a single-row latency loop stops early (never below the 662 calls "
+                          "a p99 needs); latency_n records the calls made")
+    run.add_argument("--jobs", type=int, default=None,
+                     help="jobs at once with the local executor, each pinned to cores of its own (default: "
+                          "usable cores / --cores; 1 = one after another)")
     run.add_argument("--batch-rows", type=int, default=10_000, help="rows per batch-throughput call (>= 10k)")
     run.add_argument("--executor", choices=["local", "dask"],
                      help="local: one job at a time (default); dask: jobs in parallel on a Dask cluster "
@@ -100,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--budget", type=float, default=60.0, help="wall seconds per fit (default 60)")
     sc.add_argument("--cores", type=int, default=1, help="threads for every framework (default 1)")
     sc.add_argument("--time-limit", type=float, default=900.0, help="seconds before one point is killed")
+    sc.add_argument("--memory-limit-gb", type=float, help="RSS limit per point (default 60%% of RAM)")
     sc.add_argument("--tracking-uri")
 
     st = sub.add_parser("stream", help="offline vs online learning on a stream task: prequential quality per "
@@ -186,15 +196,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = runner.RunConfig(tracking_uri=uri, budget_s=args.budget, threads=args.cores,
                               time_margin_s=args.time_margin, suite=args.suite or "custom", force=args.force,
                               latency_n=args.latency_n, cold_start_repeats=args.cold_start_repeats,
-                              batch_rows=args.batch_rows)
+                              batch_rows=args.batch_rows, latency_cap_s=args.latency_cap_s)
+    config.jobs = _local_jobs(args)
     if args.memory_limit_gb:
         config.memory_limit_mb = args.memory_limit_gb * 1024
     jobs = runner.plan(tasks, pipelines, seeds)
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    started = time.monotonic()
     with SuiteProgress(len(jobs)) as progress:
         outcomes = _execute(args, jobs, config, progress.on_event)
-    print_summary(outcomes, uri)
+    print_summary(outcomes, uri, time.monotonic() - started)
     return 0
+
+
+def _local_jobs(args: argparse.Namespace) -> int:
+    """Concurrent jobs of the local executor: one per usable core at --cores threads unless --jobs says."""
+    from bench.execution.cores import core_plan, default_slots, usable_cores
+
+    if args.jobs is None:
+        return default_slots(args.cores)
+    if args.jobs < 1 or args.jobs > 256:
+        raise BenchError(f"--jobs must be between 1 and 256, got {args.jobs}", field="--jobs")
+    if core_plan(args.jobs, args.cores) is None:
+        print(f"warning: --jobs {args.jobs} x --cores {args.cores} exceed the {len(usable_cores())} usable cores: "
+              "jobs share cores, so their timings (fit, latency, throughput) are inflated", file=sys.stderr)
+    return args.jobs
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
@@ -341,6 +367,8 @@ def cmd_server(args: argparse.Namespace) -> int:
 
 
 def cmd_scale(args: argparse.Namespace) -> int:
+    import psutil
+
     from bench import scale, tracking
 
     if bool(args.task) == bool(args.synthetic):
@@ -356,7 +384,9 @@ def cmd_scale(args: argparse.Namespace) -> int:
     uri = tracking.resolve_uri(args.tracking_uri)
     tracking.check_store(uri)
     sweep = scale.run_sweep(task, pipelines, sizes, uri, seed=args.seed, budget_s=args.budget, threads=args.cores,
-                            time_limit_s=args.time_limit, on_point=scale.print_point)
+                            time_limit_s=args.time_limit, on_point=scale.print_point,
+                            memory_limit_mb=(args.memory_limit_gb * 1024 if args.memory_limit_gb
+                                             else 0.6 * psutil.virtual_memory().total / 2**20))
     scale.print_report(sweep)
     return 0
 

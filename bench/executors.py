@@ -87,8 +87,8 @@ def run_with_executor(jobs: list[Job], config: RunConfig, on_event: OnEvent = la
         raise BenchError(f"unknown executor {executor!r}; expected one of {', '.join(EXECUTORS)}",
                          field="--executor")
     if executor == "local" and (workers != 1 or scheduler):
-        raise BenchError("--workers and --scheduler are Dask options; the local executor runs --jobs jobs at "
-                         "once", field="--executor")
+        raise BenchError("--workers and --scheduler need --executor dask; the local executor runs --jobs "
+                         "jobs at once", field="--executor")
     if workers < 1:
         raise BenchError("--workers must be at least 1", field="--workers")
     tracking.check_store(config.tracking_uri)  # the store exists before any worker opens it

@@ -45,7 +45,25 @@ class SuiteProgress:
             self.console.print(f"[red]failed[/red] {job.label}: {outcome.cause}: {outcome.message[:200]}")
 
 
-def print_summary(outcomes: list[Outcome], uri: str) -> None:
+def time_split(outcomes: list[Outcome], wall_s: float) -> str:
+    """Where the suite's time went: fit, measuring and the harness's own overhead, summed over jobs."""
+    ran = [o for o in outcomes if o.status == "finished"]
+    if not ran:
+        return ""
+    fit, measuring, overhead = (sum(getattr(o, k) for o in ran) for k in ("fit_s", "measuring_s", "overhead_s"))
+    total = fit + measuring + overhead
+    if total <= 0:
+        return ""
+
+    def part(name: str, seconds: float) -> str:
+        return f"{name} {seconds:.1f} s ({100 * seconds / total:.0f} %)"
+
+    return (f"time of {len(ran)} finished job(s): {part('fit', fit)}, {part('measuring', measuring)}, "
+            f"{part('overhead', overhead)}; suite wall {wall_s:.1f} s = {wall_s / (fit + measuring):.2f} x "
+            "(fit + measuring)")
+
+
+def print_summary(outcomes: list[Outcome], uri: str, wall_s: float | None = None) -> None:
     console = Console()
     scores: dict[tuple[str, str], list[float]] = defaultdict(list)
     for o in outcomes:
@@ -73,6 +91,8 @@ def print_summary(outcomes: list[Outcome], uri: str) -> None:
     console.print(f"finished {counts['finished']}, skipped (already measured) {counts['skipped']}, "
                   f"failed {counts['failed']}"
                   + (f", run by another process {counts['claimed']}" if counts["claimed"] else "") + f"; store: {uri}")
+    if wall_s is not None and (line := time_split(outcomes, wall_s)):
+        console.print(line)
     for o in outcomes:
         if o.status == "failed":
             console.print(f"  [red]FAILED[/red] {o.job.label} ({o.cause}): {o.message[:300]}")

@@ -26,15 +26,12 @@ Run a single point directly with ``python -m bench.scale POINT_DIR`` (what the s
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import signal
-import subprocess
+import shutil
 import sys
 import tempfile
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -62,6 +59,7 @@ class Point:
     status: str  # ok | failed | timeout | skipped
     metrics: dict[str, float] = field(default_factory=dict)
     error: str = ""
+    cause: str = ""  # the execution protocol's failure cause (exception, timeout, memory, crash, ...)
 
     @property
     def rows(self) -> int | None:
@@ -209,45 +207,31 @@ def subsample(train, y, rows: int | None, seed: int, stratify: bool):
     return np.sort(np.concatenate(parts))
 
 
-def main(point_dir: Path) -> int:
-    spec = PointSpec(**json.loads((point_dir / "point.json").read_text()))
-    try:
-        metrics = measure_point(spec)
-    except BaseException as exc:  # noqa: BLE001 - the sweep records every failure and goes on
-        (point_dir / "error.json").write_text(json.dumps({"error": f"{type(exc).__name__}: {exc}"[:2000],
-                                                          "traceback": traceback.format_exc()}))
-        return 1
-    (point_dir / "result.json").write_text(json.dumps(metrics))
-    return 0
+def point_main(folder: Path) -> None:
+    """A point's entry function on the child protocol (``bench.scale:point_main``)."""
+    from bench.execution.child import read_spec, write_result
+
+    spec = read_spec(folder)
+    spec.pop("cores", None)
+    write_result(folder, measure_point(PointSpec(**spec)))
 
 
-def run_point(spec: PointSpec, time_limit_s: float, root: Path) -> Point:
-    """One point in a fresh process with pinned threads; killed (with its children) past the time limit."""
+def run_point(spec: PointSpec, time_limit_s: float, root: Path, memory_limit_mb: float = float("inf")) -> Point:
+    """One point as a child of the execution protocol: a fresh process with pinned threads, killed (with its
+    children) past the time or memory limit, its end classified like every other run's."""
+    from bench.execution import child
     from bench.measure import thread_env
 
-    point_dir = Path(tempfile.mkdtemp(prefix=f"{spec.pipeline}-{spec.rows or 'full'}-", dir=root))
-    (point_dir / "point.json").write_text(json.dumps(asdict(spec)))
-    env = os.environ | thread_env(spec.threads)
-    with (point_dir / "point.log").open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "bench.scale", str(point_dir)], env=env, stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        try:
-            proc.wait(timeout=time_limit_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            return Point(spec.pipeline, spec.rows, "timeout", error=f"killed after {time_limit_s:.0f} s")
-        except BaseException:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            raise
-    if (point_dir / "result.json").exists():
-        return Point(spec.pipeline, spec.rows, "ok", json.loads((point_dir / "result.json").read_text()))
-    if (point_dir / "error.json").exists():
-        return Point(spec.pipeline, spec.rows, "failed", error=json.loads((point_dir / "error.json").read_text())
-                     ["error"])
-    tail = (point_dir / "point.log").read_bytes()[-500:].decode(errors="replace")
-    return Point(spec.pipeline, spec.rows, "failed", error=f"exit code {proc.returncode}: {tail}")
+    folder = Path(tempfile.mkdtemp(prefix=f"{spec.pipeline}-{spec.rows or 'full'}-", dir=root))
+    child.write_spec(folder, asdict(spec))
+    limits = child.Limits(time_limit_s, memory_limit_mb)
+    handle = child.start_fresh("bench.scale:point_main", folder, os.environ | thread_env(spec.threads))
+    end = child.classify(handle, child.supervise(handle, limits), limits)
+    shutil.rmtree(folder, ignore_errors=True)
+    if end.ok:
+        return Point(spec.pipeline, spec.rows, "ok", end.result)
+    status = "timeout" if end.cause == "timeout" else "failed"
+    return Point(spec.pipeline, spec.rows, status, error=end.message, cause=end.cause)
 
 
 # ------------------------------------------------------------------ the sweep, logged to MLflow
@@ -255,7 +239,7 @@ def run_point(spec: PointSpec, time_limit_s: float, root: Path) -> Point:
 
 def run_sweep(task, pipelines: list[str], sizes: list[int | None], uri: str, seed: int = 0, budget_s: float = 60.0,
               threads: int = 1, time_limit_s: float = 900.0, batch_rows: int = 10_000,
-              on_point: Callable[[Point], None] = lambda _: None) -> Sweep:
+              on_point: Callable[[Point], None] = lambda _: None, memory_limit_mb: float = float("inf")) -> Sweep:
     """Every pipeline at every size, smallest first; logs to ``scale-<task>`` as it goes.
 
     Example:
@@ -280,22 +264,25 @@ def run_sweep(task, pipelines: list[str], sizes: list[int | None], uri: str, see
         mine: list[Point] = []
         try:
             for rows in sizes:
-                if mine and mine[-1].status == "timeout":
-                    point = Point(pipeline, rows, "skipped", error="a smaller size ran past the time limit")
+                if mine and mine[-1].cause in ("timeout", "memory"):
+                    point = Point(pipeline, rows, "skipped", error=f"a smaller size ran past its {mine[-1].cause} "
+                                  "limit")
                 else:
                     spec = PointSpec(str(task.path), pipeline, rows, seed, budget_s, threads, batch_rows)
-                    point = run_point(spec, time_limit_s, root)
+                    point = run_point(spec, time_limit_s, root, memory_limit_mb)
                 mine.append(point)
                 _log_point(uri, run_id, point)
                 on_point(point)
         except BaseException:
             _client(uri).set_terminated(run_id, "KILLED")
+            shutil.rmtree(root, ignore_errors=True)
             raise
         points += mine
         fit = growth(pipeline, mine)
         if fit:
             fits[pipeline] = fit
         _finish_run(uri, run_id, mine, fit)
+    shutil.rmtree(root, ignore_errors=True)
     return Sweep(task.name, experiment, points, fits, run_ids)
 
 
@@ -404,5 +391,3 @@ def print_report(sweep: Sweep) -> None:
     console.print(f"logged to MLflow experiment '{sweep.experiment}' (rows as the step; kind=scale runs)")
 
 
-if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1])))

@@ -30,7 +30,7 @@
   ``bench matrix`` reads ``update_ms`` and ``drift_quality`` from the ``incremental`` runs (the online
   strategy, :data:`FEED_STRATEGY`). A ``stream-summary`` run holds the table and the plot.
 
-Run one job directly with ``python -m bench.stream JOB_DIR`` (what the sweep does).
+Each job is the entry function ``bench.stream:job_main`` run by the execution protocol (``bench.execution``).
 """
 
 from __future__ import annotations
@@ -40,11 +40,10 @@ import hashlib
 import json
 import math
 import os
-import subprocess
+import shutil
 import sys
 import tempfile
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -277,8 +276,6 @@ class StreamSpec:
 def run_job(spec: StreamSpec, job_dir: Path) -> dict[str, Any]:
     """The prequential loop for one pipeline x strategy x seed; periods are appended to ``periods.jsonl`` as
     they are measured, so a job killed half-way keeps them."""
-    import shutil
-
     from bench import measure
     from bench.metrics import METRICS
     from bench.pipelines import load_module
@@ -315,19 +312,19 @@ def run_job(spec: StreamSpec, job_dir: Path) -> dict[str, Any]:
     summary = summarise(periods, stream, METRICS[task.metric].greater_is_better) | initial
     result = {"summary": summary, "drifts": [stream.labels[d] for d in stream.drifts],
               "n_periods": stream.n_periods, "initial_periods": stream.initial}
-    (job_dir / "result.json").write_text(json.dumps(result, default=str))
+    from bench.execution.child import write_result
+
+    write_result(job_dir, result)
     return result
 
 
-def main(job_dir: Path) -> int:
-    spec = StreamSpec(**json.loads((job_dir / "job.json").read_text()))
-    try:
-        run_job(spec, job_dir)
-    except BaseException as exc:  # noqa: BLE001 - every failure reaches the record, with its traceback
-        (job_dir / "error.json").write_text(json.dumps({"type": type(exc).__name__, "message": str(exc)[:2000],
-                                                        "traceback": traceback.format_exc()}))
-        return 1
-    return 0
+def job_main(folder: Path) -> None:
+    """The stream job's entry function on the child protocol (``bench.stream:job_main``)."""
+    from bench.execution.child import read_spec
+
+    spec = read_spec(folder)
+    spec.pop("cores", None)
+    run_job(StreamSpec(**spec), folder)
 
 
 # ------------------------------------------------------------------ the sweep (parent process)
@@ -335,7 +332,8 @@ def main(job_dir: Path) -> int:
 
 @dataclass
 class StreamConfig:
-    """What the runner's supervisor needs (``time_limit_s``, ``memory_limit_mb``) plus the stream settings."""
+    """The stream settings plus the limits each job child runs under (its time limit is per job: see
+    :func:`time_limit`)."""
 
     tracking_uri: str
     budget_s: float = 10.0
@@ -346,7 +344,6 @@ class StreamConfig:
     seeds: int = 1
     time_margin_s: float = 120.0
     memory_limit_mb: float = field(default_factory=lambda: 0.6 * __import__("psutil").virtual_memory().total / 2**20)
-    time_limit_s: float = 0.0
     out: Path = Path("results")
 
 
@@ -361,6 +358,7 @@ class StreamOutcome:
     message: str = ""
     run_id: str | None = None
     seconds: float = 0.0
+    cause: str = ""  # the execution protocol's failure cause when it failed
 
 
 def supports_online_learning(pipeline: str) -> bool:
@@ -397,8 +395,10 @@ def time_limit(spec: StreamSpec, n_periods: int, initial: int, margin_s: float) 
 
 def run_stream_job(task, spec: StreamSpec, config: StreamConfig, exp_id: str, n_periods: int,
                    initial: int) -> StreamOutcome:
-    """One job in a supervised process (the runner's time and memory limits), logged as one MLflow run."""
-    from bench import runner, tracking
+    """One job as a child of the execution protocol (its time and memory limits, the same failure causes),
+    logged as one MLflow run; the periods measured before a failure are logged all the same."""
+    from bench import tracking
+    from bench.execution import child
     from bench.measure import thread_env
 
     if spec.strategy == "incremental" and not supports_online_learning(spec.pipeline):
@@ -406,48 +406,28 @@ def run_stream_job(task, spec: StreamSpec, config: StreamConfig, exp_id: str, n_
                              message="no update(): retrain-only (periodic is its online answer)")
     run_id = tracking.create_run(config.tracking_uri, exp_id, f"{spec.pipeline}-{spec.strategy}-s{spec.seed}",
                                  _tags(task, spec), _params(spec, config))
-    job_dir = Path(tempfile.mkdtemp(prefix=f"stream-{spec.pipeline}-{spec.strategy}-"))
-    (job_dir / "job.json").write_text(json.dumps(asdict(spec)))
-    limits = replace(config, time_limit_s=time_limit(spec, n_periods, initial, config.time_margin_s))
-    env = os.environ | thread_env(spec.threads) | {"MLFLOW_TRACKING_URI": config.tracking_uri}
-    started = time.monotonic()
+    folder = Path(tempfile.mkdtemp(prefix=f"stream-{spec.pipeline}-{spec.strategy}-"))
+    child.write_spec(folder, asdict(spec))
+    limits = child.Limits(time_limit(spec, n_periods, initial, config.time_margin_s), config.memory_limit_mb)
     try:
-        with (job_dir / "worker.log").open("wb") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "bench.stream", str(job_dir)], env=env, stdout=log,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-            try:
-                cause = runner._supervise(proc, limits)
-            except BaseException:
-                runner._kill_tree(proc)
-                raise
+        handle = child.start_fresh("bench.stream:job_main", folder, os.environ | thread_env(spec.threads))
+        end = child.classify(handle, child.supervise(handle, limits), limits)
     except BaseException:  # interrupted: keep what was measured, mark the run killed
-        _log_periods(config.tracking_uri, run_id, job_dir)
+        _log_periods(config.tracking_uri, run_id, folder)
         tracking.fail_run(config.tracking_uri, run_id, "interrupted", "the sweep was interrupted", "", killed=True)
+        shutil.rmtree(folder, ignore_errors=True)
         raise
-    outcome = StreamOutcome(spec.pipeline, spec.strategy, spec.seed, "finished", run_id=run_id,
-                            seconds=time.monotonic() - started)
-    outcome.periods = _log_periods(config.tracking_uri, run_id, job_dir)
-    result_file = job_dir / "result.json"
-    if not cause and proc.returncode == 0 and result_file.exists():
-        result = json.loads(result_file.read_text())
-        outcome.summary = result["summary"]
-        _log_summary(config.tracking_uri, run_id, result)
+    outcome = StreamOutcome(spec.pipeline, spec.strategy, spec.seed, "finished", run_id=run_id, seconds=end.wall_s)
+    outcome.periods = _log_periods(config.tracking_uri, run_id, folder)
+    if end.ok:
+        outcome.summary = end.result["summary"]
+        _log_summary(config.tracking_uri, run_id, end.result)
         tracking.finish_run(config.tracking_uri, run_id)
-        return outcome
-    outcome.status = "failed"
-    error_file = job_dir / "error.json"
-    tail = runner._tail(job_dir / "worker.log")
-    if cause == "timeout":
-        outcome.message, trace = f"killed after the time limit of {limits.time_limit_s:.0f} s", tail
-    elif cause == "memory":
-        outcome.message, trace = f"killed when its RSS passed {limits.memory_limit_mb:.0f} MB", tail
-    elif error_file.exists():
-        error = json.loads(error_file.read_text())
-        cause, outcome.message, trace = "exception", f"{error['type']}: {error['message']}", error["traceback"]
     else:
-        cause, outcome.message, trace = "crash", f"the worker exited with code {proc.returncode}", tail
-    outcome.summary = _partial_summary(outcome.periods)
-    tracking.fail_run(config.tracking_uri, run_id, cause, outcome.message, trace)
+        outcome.status, outcome.message, outcome.cause = "failed", end.message, end.cause
+        outcome.summary = _partial_summary(outcome.periods)
+        tracking.fail_run(config.tracking_uri, run_id, end.cause, end.message, end.trace)
+    shutil.rmtree(folder, ignore_errors=True)
     return outcome
 
 
@@ -675,5 +655,3 @@ def parse_strategies(values: list[str]) -> list[str]:
     return values
 
 
-if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1])))

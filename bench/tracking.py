@@ -804,3 +804,42 @@ def log_files(uri: str, run_id: str, paths: list[Path]) -> None:
     client = _client(uri)
     for path in paths:
         client.log_artifact(run_id, str(path))
+
+
+def log_metrics(uri: str, run_id: str, metrics: dict[str, float]) -> None:
+    """Step-less metrics in one batch (what the supervisor adds after a job: logging time, overhead)."""
+    log_steps(uri, run_id, [], metrics=metrics)
+
+
+def log_job_models(uri: str, run_id: str, folder: Path | None, technology: str) -> None:
+    """A job child's saved models: ``native/`` (the pipeline's own format) as run artifacts, and the MLflow
+    flavour model the child wrote in ``mlflow_model/`` as a LoggedModel of the run.
+
+    The child saved the flavour model (its framework was loaded there); here it becomes what
+    ``mlflow.<flavour>.log_model`` would have made: a LoggedModel linked to the run as an output, with the
+    run and model ids written into its MLmodel file. A failure is a tag and never fails the run.
+    """
+    if folder is None:
+        return
+    client = _client(uri)
+    if (folder / "model").is_dir():
+        client.log_artifacts(run_id, str(folder / "model"), "native")
+    flavour_dir = folder / "mlflow_model"
+    if not (flavour_dir / "MLmodel").is_file():
+        return
+    try:
+        from mlflow.entities import LoggedModelOutput
+        from mlflow.models import Model
+
+        run = client.get_run(run_id)
+        model = client.create_logged_model(run.info.experiment_id, name="model", source_run_id=run_id,
+                                           tags={"technology": technology})
+        mlmodel = Model.load(str(flavour_dir / "MLmodel"))
+        mlmodel.run_id, mlmodel.model_id, mlmodel.model_uuid = run_id, model.model_id, model.model_id
+        mlmodel.artifact_path = model.artifact_location
+        mlmodel.save(str(flavour_dir / "MLmodel"))
+        client.log_model_artifacts(model.model_id, str(flavour_dir))
+        client.finalize_logged_model(model.model_id, "READY")
+        client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=0)])
+    except Exception as exc:  # the measurements stand; say why the flavour model is missing
+        client.set_tag(run_id, "model_logging_error", f"{type(exc).__name__}: {exc}"[:5000])
