@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
 import time
 import uuid
@@ -98,7 +99,12 @@ def run_with_executor(jobs: list[Job], config: RunConfig, on_event: OnEvent = la
         outcomes = runner.run_all(jobs, config, on_event)
         pinned = config.jobs > 1 and core_plan(config.jobs, config.threads) is not None
     else:
-        outcomes, pinned = _run_dask(jobs, config, on_event, workers, scheduler, pin)
+        config.root()  # one folder for the job folders of every local worker, removed below
+        try:
+            outcomes, pinned = _run_dask(jobs, config, on_event, workers, scheduler, pin)
+        finally:
+            if config.job_root is not None and os.environ.get("BENCH_KEEP_JOB_DIRS") != "1":
+                shutil.rmtree(config.job_root, ignore_errors=True)
     ran = [o for o in outcomes if o.status in ("finished", "failed")]
     LAST_REPORT = ExecutionReport(config.executor, config.workers, time.monotonic() - started,
                                   sum(o.seconds for o in ran), len(ran), pinned)
@@ -227,7 +233,7 @@ def _run_on_worker(item: PendingJob, config: RunConfig, env: dict[str, str]) -> 
 def _interrupt_jobs() -> int:
     """Raise KeyboardInterrupt in this worker's job threads; returns how many jobs are still running.
 
-    ``runner.execute`` handles it as it handles Ctrl-C in the local executor: it kills the job's process
+    ``runner.run_one`` handles it as it handles Ctrl-C in the local executor: it kills the job's process
     tree and marks the run KILLED with ``failure_cause=interrupted``.
     """
     import ctypes

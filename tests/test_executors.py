@@ -107,7 +107,7 @@ def test_interrupt_kills_the_jobs_on_an_existing_cluster_and_marks_them_killed(t
 
 
 def _wait_for_job_process(cluster, proc: subprocess.Popen, timeout_s: float = 120) -> psutil.Process:
-    """The ``bench.worker`` process a Dask worker of ``cluster`` started."""
+    """The job child a Dask worker of ``cluster`` started: forked by the pipeline's warm parent (the zygote)."""
     deadline = time.monotonic() + timeout_s
     workers = [psutil.Process(p.pid) for p in psutil.Process().children(recursive=True)]
     while time.monotonic() < deadline:
@@ -115,7 +115,7 @@ def _wait_for_job_process(cluster, proc: subprocess.Popen, timeout_s: float = 12
         for worker in workers:
             for child in worker.children(recursive=True):
                 try:
-                    if "bench.worker" in child.cmdline():
+                    if "bench.execution.zygote" in child.cmdline() and child.ppid() != worker.pid:
                         return child
                 except psutil.Error:
                     continue
