@@ -182,6 +182,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_number(args.cold_start_repeats, "--cold-start-repeats", 1, 1000)
     check_number(args.batch_rows, "--batch-rows", 1, 100_000_000)
     check_number(args.workers, "--workers", 1, 1024)
+    check_number(args.jobs, "--jobs", 1, 256)
+    check_number(args.latency_cap_s, "--latency-cap-s", 0, 3600, low_open=True, unit="s")
     tracking.validate_store(tracking.resolve_uri(args.tracking_uri))  # a bad URI or store fails before any work
     tasks = _select_tasks(args.suite, args.tasks)
     pipelines = _select_pipelines(args.pipelines)

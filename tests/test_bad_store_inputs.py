@@ -206,6 +206,7 @@ NUMERIC_CASES = [
     ("run", "--memory-limit-gb", "-1"), ("run", "--memory-limit-gb", "nan"), ("run", "--memory-limit-gb", "0"),
     ("run", "--seeds", "0"), ("run", "--seeds", "100000"), ("run", "--cores", "0"), ("run", "--latency-n", "0"),
     ("run", "--batch-rows", "-3"), ("run", "--cold-start-repeats", "0"), ("run", "--workers", "0"),
+    ("run", "--jobs", "0"), ("run", "--latency-cap-s", "nan"), ("scale", "--memory-limit-gb", "-2"),
     ("stream", "--budget", "nan"), ("stream", "--update-budget", "inf"), ("stream", "--time-margin", "-1"),
     ("stream", "--memory-limit-gb", "0"), ("stream", "--retrain-every", "0"), ("stream", "--window", "-2"),
     ("scale", "--budget", "nan"), ("scale", "--time-limit", "inf"), ("scale", "--features", "0"),
