@@ -45,7 +45,7 @@ def test_sigterm_keeps_finished_runs_marks_the_running_one_killed_and_a_rerun_co
     task = write_task(tmp_path / "tasks", "binary", name="interrupted")
     uri = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
     args = ["run", "--tasks", str(task), "--pipelines", "sklearn_linear,slow_constant", "--tracking-uri", uri,
-            *SMALL]
+            "--jobs", "1", *SMALL]  # one job at a time: sklearn_linear has finished when slow_constant runs
     tracking.check_store(uri)  # so this test's polling never races the store's creation
     proc = start_bench(args, tmp_path)
     wait_for_running(uri, "slow_constant-s0", proc)
