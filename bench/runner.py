@@ -271,7 +271,9 @@ def run_all(jobs: list[Job], config: RunConfig,
     queue, stop, lock = JobQueue(pending), threading.Event(), threading.Lock()
     errors: list[BaseException] = []
 
-    def slot(slot_cores: list[int] | None) -> None:
+    finished = [threading.Event() for _ in slots]
+
+    def slot(slot_cores: list[int] | None, done: threading.Event) -> None:
         try:
             while (item := queue.take(stop)) is not None:
                 on_event("start", item.job, None)
@@ -286,19 +288,21 @@ def run_all(jobs: list[Job], config: RunConfig,
         except BaseException as exc:  # noqa: BLE001 - reported by the main thread
             errors.append(exc)
             stop.set()
+        finally:
+            done.set()
 
-    threads = [threading.Thread(target=slot, args=(c,), name=f"slot-{i}", daemon=True)
-               for i, c in enumerate(slots)]
+    # Wait on events, not Thread.join: a KeyboardInterrupt inside join() can leave the thread marked as
+    # stopped (CPython 3.11), and the process would exit while a slot is still recording its killed run.
     try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(0.2)
+        for i, slot_cores in enumerate(slots):
+            threading.Thread(target=slot, args=(slot_cores, finished[i]), name=f"slot-{i}", daemon=True).start()
+        for done in finished:
+            while not done.wait(0.2):
+                pass
     except BaseException:
         stop.set()
-        for thread in threads:
-            thread.join()
+        for done in finished:
+            done.wait()
         raise
     finally:
         POOL.close()

@@ -14,9 +14,6 @@ from typing import Any
 from bench.errors import BenchError
 
 DEFAULT_DIR = "mlflow"
-PIP_PACKAGES = {"sklearn": ["scikit-learn", "pandas", "numpy"], "flaml": ["flaml", "lightgbm", "xgboost",
-                "scikit-learn", "pandas"], "pytorch": ["torch", "numpy", "pandas"],
-                "keras": ["keras", "tensorflow-cpu", "numpy", "pandas"]}
 
 
 #: How often a claim's owner renews its lease, and how old a heartbeat may get before the claim is abandoned.
@@ -672,44 +669,6 @@ def log_job_result(uri: str | None, run_id: str, result: dict[str, Any]) -> None
     for i in range(0, max(len(metrics), 1), 900):  # log_batch takes at most 1000 metrics a call
         client.log_batch(run_id, metrics=metrics[i:i + 900], params=params if i == 0 else [],
                          tags=tags if i == 0 else [])
-
-
-def log_job_model(uri: str | None, run_id: str, pipe: Any, technology: str, model_dir: Path) -> None:
-    """The model in its framework's MLflow flavour, plus the pipeline's own saved folder.
-
-    Pip requirements are given explicitly: inferring them costs 5-7 s a model (FACTS.md). A failure here is
-    recorded as a tag and never fails the run: the measurements are already logged.
-    """
-    import mlflow
-
-    from bench.environment import versions
-
-    uri = resolve_uri(uri)
-    client = _client(uri)
-    client.log_artifacts(run_id, str(model_dir), "native")
-    native = pipe.native_model()
-    pins = versions()
-    reqs = [f"{p}=={pins[p]}" for p in PIP_PACKAGES.get(technology, []) if pins.get(p, "absent") != "absent"]
-    mlflow.set_tracking_uri(uri)
-    try:
-        with mlflow.start_run(run_id=run_id):
-            if native is None:
-                return
-            if technology in ("sklearn", "flaml"):
-                import mlflow.sklearn
-
-                mlflow.sklearn.log_model(native, name="model", serialization_format="cloudpickle",
-                                         pip_requirements=reqs)
-            elif technology == "pytorch":
-                import mlflow.pytorch
-
-                mlflow.pytorch.log_model(native, name="model", pip_requirements=reqs)
-            elif technology == "keras":
-                import mlflow.keras
-
-                mlflow.keras.log_model(native, name="model", pip_requirements=reqs)
-    except Exception as exc:  # the measurements stand; say why the flavour model is missing
-        client.set_tag(run_id, "model_logging_error", f"{type(exc).__name__}: {exc}"[:5000])
 
 
 def download_artifacts(uri: str, run_id: str, artifact_path: str, dest: Path) -> Path:
