@@ -207,7 +207,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     with SuiteProgress(len(jobs)) as progress:
         outcomes = _execute(args, jobs, config, progress.on_event)
-    print_summary(outcomes, uri, time.monotonic() - started)
+    from bench.execution.job import import_probe_seconds
+
+    slots = config.jobs if config.executor == "local" else 1  # Dask workers probe in their own processes
+    print_summary(outcomes, uri, time.monotonic() - started, slots, import_probe_seconds())
     return 0
 
 

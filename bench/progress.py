@@ -45,12 +45,14 @@ class SuiteProgress:
             self.console.print(f"[red]failed[/red] {job.label}: {outcome.cause}: {outcome.message[:200]}")
 
 
-def time_split(outcomes: list[Outcome], wall_s: float) -> str:
-    """Where the suite's time went: fit, measuring and the harness's own overhead, summed over jobs."""
+def time_split(outcomes: list[Outcome], wall_s: float, slots: int = 1, probe_s: float = 0.0) -> str:
+    """Where the suite's time went: fit, measuring (with the once-per-pipeline import probes) and the harness's
+    own overhead, and the wall time of the suite's slots against fit + measuring (1.00: no idle slot)."""
     ran = [o for o in outcomes if o.status == "finished"]
     if not ran:
         return ""
     fit, measuring, overhead = (sum(getattr(o, k) for o in ran) for k in ("fit_s", "measuring_s", "overhead_s"))
+    measuring += probe_s
     total = fit + measuring + overhead
     if total <= 0:
         return ""
@@ -58,12 +60,13 @@ def time_split(outcomes: list[Outcome], wall_s: float) -> str:
     def part(name: str, seconds: float) -> str:
         return f"{name} {seconds:.1f} s ({100 * seconds / total:.0f} %)"
 
-    return (f"time of {len(ran)} finished job(s): {part('fit', fit)}, {part('measuring', measuring)}, "
-            f"{part('overhead', overhead)}; suite wall {wall_s:.1f} s = {wall_s / (fit + measuring):.2f} x "
-            "(fit + measuring)")
+    return (f"time of {len(ran)} finished job(s): {part('fit', fit)}, {part('measuring', measuring)} (import "
+            f"probes {probe_s:.1f} s), {part('overhead', overhead)}; suite wall {wall_s:.1f} s x {slots} slot(s) "
+            f"= {wall_s * slots / (fit + measuring):.2f} x (fit + measuring)")
 
 
-def print_summary(outcomes: list[Outcome], uri: str, wall_s: float | None = None) -> None:
+def print_summary(outcomes: list[Outcome], uri: str, wall_s: float | None = None, slots: int = 1,
+                  probe_s: float = 0.0) -> None:
     console = Console()
     scores: dict[tuple[str, str], list[float]] = defaultdict(list)
     for o in outcomes:
@@ -91,7 +94,7 @@ def print_summary(outcomes: list[Outcome], uri: str, wall_s: float | None = None
     console.print(f"finished {counts['finished']}, skipped (already measured) {counts['skipped']}, "
                   f"failed {counts['failed']}"
                   + (f", run by another process {counts['claimed']}" if counts["claimed"] else "") + f"; store: {uri}")
-    if wall_s is not None and (line := time_split(outcomes, wall_s)):
+    if wall_s is not None and (line := time_split(outcomes, wall_s, slots, probe_s)):
         console.print(line)
     for o in outcomes:
         if o.status == "failed":

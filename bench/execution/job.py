@@ -31,7 +31,14 @@ PROBE_LIMIT_S = 300.0
 MEASURING_PHASES = ("scoring", "batch", "latency", "save", "cold_start")
 
 _IMPORT_PROBES: dict[tuple[str, int], dict[str, float]] = {}
+_PROBE_SECONDS: dict[tuple[str, int], float] = {}
 _PROBE_LOCK = threading.Lock()
+
+
+def import_probe_seconds() -> float:
+    """Wall seconds this process spent in import probes: measuring that belongs to no single job."""
+    with _PROBE_LOCK:
+        return sum(_PROBE_SECONDS.values())
 
 
 @dataclass
@@ -79,6 +86,7 @@ def import_cold_start(pipeline: str, threads: int, env: dict[str, str], root: Pa
     probe = {"cold_import_s": statistics.median(walls), "cold_import_n": float(len(walls))}
     with _PROBE_LOCK:
         _IMPORT_PROBES[key] = probe
+        _PROBE_SECONDS[key] = sum(walls)
     return probe
 
 
