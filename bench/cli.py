@@ -266,12 +266,12 @@ def cmd_list(args: argparse.Namespace) -> int:
             rows, feats = (f"{shape[0]:,}", str(shape[1])) if shape else ("?", "?")
             table.add_row(task.name, task.kind, rows, feats, task.metric, task.source_label)
     elif args.what == "suites":
-        import yaml
+        from bench import safe_yaml
 
         table.add_column("suite")
         table.add_column("tasks")
         for path in sorted((tasks_dir() / "suites").glob("*.yaml")):
-            table.add_row(path.stem, ", ".join(yaml.safe_load(path.read_text())["tasks"]))
+            table.add_row(path.stem, ", ".join(map(str, safe_yaml.load(path).get("tasks", []))))
     else:
         from bench.measure import code_effort
         from bench.pipelines import available, source_file, technology_of

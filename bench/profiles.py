@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bench.errors import BenchError
 from bench.matrix import CRITERIA
 
@@ -101,15 +99,9 @@ def load_profile(ref: str | Path) -> Profile:
 
 def parse_profile(path: Path, source: str | None = None) -> Profile:
     """Read and validate one profile file."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark else ""
-        raise BenchError(f"malformed YAML{at}; fix the syntax", file=path) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BenchError(f"cannot read the file ({exc}); check its permissions and encoding (UTF-8)",
-                         file=path) from None
+    from bench.safe_yaml import load
+
+    data = load(path, error=BenchError)  # no anchors, aliases or duplicate keys; a size cap
     if not isinstance(data, dict):
         raise BenchError("expected a YAML mapping with name, weights and optionally constraints", file=path)
     for key in data:

@@ -283,6 +283,8 @@ def test_builtin_profiles_load():
     ("weights: {quality: 1}\nlimits: {}", "limits", "unknown key"),
     ("weights: {quality: 1}\nnetwork_rtt_ms: -3", "network_rtt_ms", "non-negative"),
     ("weights: [quality", None, "malformed YAML at line"),
+    ("weights: &w {quality: 1}\nbounds: *w", "weights", "anchor"),
+    ("weights: {quality: 1}\nweights: {quality: 2}", "weights", "duplicate key"),
 ])
 def test_a_bad_profile_is_one_error_naming_file_field_and_fix(tmp_path, text, field, fix):
     path = tmp_path / "mine.yaml"
