@@ -172,7 +172,8 @@ def _select_pipelines(names: list[str] | None) -> list[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench import runner, tracking
+    from bench import tracking
+    from bench.execution import runner
     from bench.progress import SuiteProgress, print_summary
     from bench.splits import make_split
     from bench.tasks import cached_data
@@ -348,7 +349,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
 
 def _execute(args: argparse.Namespace, jobs: list, config, on_event) -> list:
     """Run the jobs with the executor the flags ask for; print the speed-up of a parallel run."""
-    from bench import executors
+    from bench.execution import executors
 
     executor = args.executor or ("dask" if args.scheduler or (args.workers or 1) > 1 else "local")
     workers = args.workers or (executors.default_workers(config.threads) if executor == "dask" else 1)

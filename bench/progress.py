@@ -16,7 +16,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from bench.runner import Job, Outcome
+from bench.execution.runner import Job, Outcome
 
 
 class SuiteProgress:

@@ -6,7 +6,7 @@
 pipeline per run) and, per job, loading the model and predicting one row in a child forked from the warm
 parent. This runs one job per pipeline through ``bench run`` into a temp store and downloads each run's saved
 model. Then, per pipeline, it alternates ``--repeats`` rounds of (a) the import probe exactly as ``bench
-run`` starts it and (b) a fully fresh process that imports, loads and predicts (``python -m bench.coldstart``,
+run`` starts it and (b) a fully fresh process that imports, loads and predicts (``python -m bench.execution.coldstart``,
 timed from outside: interpreter start included), so both see the same machine: fresh-process imports on a
 VM swing by +-20 % from one minute to the next (page cache). Split = median (a) + the run's model part;
 goal: within 20 % of the median of (b). The figure stored by the run is shown beside it. Appends one JSON
@@ -42,12 +42,12 @@ def alternate(pipeline: str, model_dir: Path, row_file: Path, repeats: int, env:
     for i in range(repeats):
         folder = tmp / f"{pipeline}-probe-{i}"
         child.write_spec(folder, {"pipeline": pipeline, "cores": None})
-        handle = child.start_fresh("bench.coldstart:import_probe", folder, env)
+        handle = child.start_fresh("bench.execution.coldstart:import_probe", folder, env)
         end = child.classify(handle, child.supervise(handle, limits), limits)
         assert end.ok, end.message
         probes.append(end.wall_s)
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "bench.coldstart", pipeline, str(model_dir), str(row_file)],
+        subprocess.run([sys.executable, "-m", "bench.execution.coldstart", pipeline, str(model_dir), str(row_file)],
                        cwd=REPO, env=env, check=True, capture_output=True)
         fulls.append(time.perf_counter() - t0)
     return statistics.median(probes), statistics.median(fulls)

@@ -13,8 +13,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bench import runner, scale, stream, tracking
-from bench.execution import child
+from bench import scale, stream, tracking
+from bench.execution import child, runner
 from bench.execution.pool import WarmPool
 from bench.tasks import load_task
 from tests.conftest import FAKE_PIPELINES, REPO, write_task

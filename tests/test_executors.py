@@ -13,8 +13,9 @@ import mlflow
 import psutil
 import pytest
 
-from bench import executors, runner, tracking
+from bench import tracking
 from bench.errors import BenchError
+from bench.execution import executors, runner
 from bench.tasks import load_task
 from tests.conftest import FAKE_PIPELINES, REPO
 

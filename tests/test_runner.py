@@ -5,7 +5,8 @@ from __future__ import annotations
 import mlflow
 import pytest
 
-from bench import runner, tracking
+from bench import tracking
+from bench.execution import runner
 from bench.tasks import load_task
 from tests.conftest import FAKE_PIPELINES
 

@@ -23,9 +23,9 @@ from bench import tracking
 from bench.execution import child
 from bench.execution.pool import POOL
 
-JOB_ENTRY = "bench.worker:job_main"
-IMPORT_PROBE = "bench.coldstart:import_probe"
-MODEL_PROBE = "bench.coldstart:model_probe"
+JOB_ENTRY = "bench.execution.worker:job_main"
+IMPORT_PROBE = "bench.execution.coldstart:import_probe"
+MODEL_PROBE = "bench.execution.coldstart:model_probe"
 PROBE_LIMIT_S = 300.0
 #: Phases that measure (the rest of a job's wall time is overhead): fit is counted apart.
 MEASURING_PHASES = ("scoring", "batch", "latency", "save", "cold_start")

@@ -29,8 +29,8 @@ from pathlib import Path
 
 #: Modules every job imports, loaded before the pipeline's own framework.
 COMMON_IMPORTS = ("numpy", "pandas", "psutil", "pyarrow.parquet", "threadpoolctl", "sklearn.metrics",
-                  "bench.worker", "bench.measure", "bench.metrics", "bench.splits", "bench.tasks",
-                  "bench.execution.child", "bench.coldstart")
+                  "bench.execution.worker", "bench.measure", "bench.metrics", "bench.splits", "bench.tasks",
+                  "bench.execution.child", "bench.execution.coldstart")
 #: MLflow's flavour module per technology: the child writes the flavour model, the supervisor logs it.
 FLAVOUR_IMPORTS = {"sklearn": "mlflow.sklearn", "flaml": "mlflow.sklearn", "pytorch": "mlflow.pytorch",
                    "keras": "mlflow.keras"}

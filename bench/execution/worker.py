@@ -1,6 +1,6 @@
 """The suite job's entry function: fit, score, measure, save, in a child of the execution protocol.
 
-Runs as ``bench.worker:job_main`` in a child forked by the pipeline's warm parent (or a fresh interpreter as
+Runs as ``bench.execution.worker:job_main`` in a child forked by the pipeline's warm parent (or a fresh interpreter as
 a fallback), so the framework is already imported and every thread pool already pinned. It never talks to
 MLflow: it writes ``result.json`` (metrics, params, tags, phase timings) and the model folders, and the
 supervisor, which has MLflow loaded anyway, logs them in batch.

@@ -31,10 +31,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bench import runner, tracking
+from bench import tracking
 from bench.errors import BenchError
+from bench.execution import runner
 from bench.execution.cores import core_plan, default_slots, usable_cores
-from bench.runner import Job, Outcome, PendingJob, RunConfig
+from bench.execution.runner import Job, Outcome, PendingJob, RunConfig
 
 EXECUTORS = ("local", "dask")
 OnEvent = Callable[[str, Job, Outcome | None], None]
