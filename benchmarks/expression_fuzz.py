@@ -61,7 +61,7 @@ def _git_revision() -> str:
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "bench/expressions.py",
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "bench/tasks/expressions.py",
                                 "tests/test_expressions.py"], cwd=REPO, capture_output=True, text=True).stdout
         return rev + ("+dirty" if dirty.strip() else "")
     except (OSError, subprocess.CalledProcessError):

@@ -150,53 +150,62 @@ class _Checker:
         if depth > MAX_DEPTH:
             raise TaskError(f"expression nested deeper than {MAX_DEPTH} levels; split it into several derived "
                             "columns", file=self.file, field=self.field)
-        d = depth + 1
-        if isinstance(n, ast.Name):
-            if n.id in self.backticks:
-                return ("col", self.backticks[n.id])
-            if n.id.startswith("__") or n.id in FUNCTIONS:
-                raise self.fail(f"name {n.id!r}" + (f" (call it: {n.id}(...))" if n.id in FUNCTIONS else ""))
-            return ("col", n.id)
-        if isinstance(n, ast.Constant):
-            return ("const", self.constant(n.value))
-        if isinstance(n, ast.BinOp):
-            if type(n.op) not in _BINOPS:
-                raise self.fail(f"operator {type(n.op).__name__}")
-            symbol, _ = _BINOPS[type(n.op)]
-            return ("bin", symbol, self.node(n.left, d), self.node(n.right, d))
-        if isinstance(n, ast.UnaryOp):
-            # A literal -5 is folded so that -9223372036854775808 and similar stay in range.
-            if isinstance(n.op, ast.USub) and isinstance(n.operand, ast.Constant) \
-                    and type(n.operand.value) in (int, float):
-                return ("const", self.constant(-n.operand.value))
-            return ("unary", _UNARY[type(n.op)], self.node(n.operand, d))
-        if isinstance(n, ast.Compare):
-            ops = []
-            for op in n.ops:
-                if type(op) not in _CMPOPS:
-                    raise self.fail(f"comparison {type(op).__name__}")
-                ops.append(_CMPOPS[type(op)][0])
-            return ("cmp", tuple(ops), tuple(self.node(x, d) for x in (n.left, *n.comparators)))
-        if isinstance(n, ast.BoolOp):
-            return ("bool", "and" if isinstance(n.op, ast.And) else "or", tuple(self.node(v, d) for v in n.values))
-        if isinstance(n, ast.Call):
-            if not isinstance(n.func, ast.Name):
-                raise self.fail("a method call or a call of an expression (such as x.f())")
-            name = n.func.id
-            if name not in FUNCTIONS:
-                raise self.fail(f"function {name!r}")
-            if n.keywords:
-                raise self.fail(f"keyword argument in {name}(...)")
-            if any(isinstance(a, ast.Starred) for a in n.args):
-                raise self.fail(f"starred argument in {name}(...)")
-            arity = FUNCTIONS[name][0]
-            if len(n.args) != arity:
-                raise self.fail(f"{name}(...) with {len(n.args)} arguments (it takes {arity})")
-            return ("call", name, tuple(self.node(a, d) for a in n.args))
+        method = getattr(self, f"node_{type(n).__name__}", None)
+        if type(n) in _NODES and method is not None:
+            return method(n, depth + 1)
         construct = _CONSTRUCTS.get(type(n), type(n).__name__)
         if isinstance(n, ast.Attribute):
             construct = f"attribute access '.{n.attr}'"
         raise self.fail(construct)
+
+    def node_Name(self, n: ast.Name, d: int) -> tuple:
+        if n.id in self.backticks:
+            return ("col", self.backticks[n.id])
+        if n.id.startswith("__") or n.id in FUNCTIONS:
+            raise self.fail(f"name {n.id!r}" + (f" (call it: {n.id}(...))" if n.id in FUNCTIONS else ""))
+        return ("col", n.id)
+
+    def node_Constant(self, n: ast.Constant, d: int) -> tuple:
+        return ("const", self.constant(n.value))
+
+    def node_BinOp(self, n: ast.BinOp, d: int) -> tuple:
+        if type(n.op) not in _BINOPS:
+            raise self.fail(f"operator {type(n.op).__name__}")
+        symbol, _ = _BINOPS[type(n.op)]
+        return ("bin", symbol, self.node(n.left, d), self.node(n.right, d))
+
+    def node_UnaryOp(self, n: ast.UnaryOp, d: int) -> tuple:
+        # A literal -5 is folded so that -9223372036854775808 and similar stay in range.
+        if isinstance(n.op, ast.USub) and isinstance(n.operand, ast.Constant) \
+                and type(n.operand.value) in (int, float):
+            return ("const", self.constant(-n.operand.value))
+        return ("unary", _UNARY[type(n.op)], self.node(n.operand, d))
+
+    def node_Compare(self, n: ast.Compare, d: int) -> tuple:
+        ops = []
+        for op in n.ops:
+            if type(op) not in _CMPOPS:
+                raise self.fail(f"comparison {type(op).__name__}")
+            ops.append(_CMPOPS[type(op)][0])
+        return ("cmp", tuple(ops), tuple(self.node(x, d) for x in (n.left, *n.comparators)))
+
+    def node_BoolOp(self, n: ast.BoolOp, d: int) -> tuple:
+        return ("bool", "and" if isinstance(n.op, ast.And) else "or", tuple(self.node(v, d) for v in n.values))
+
+    def node_Call(self, n: ast.Call, d: int) -> tuple:
+        if not isinstance(n.func, ast.Name):
+            raise self.fail("a method call or a call of an expression (such as x.f())")
+        name = n.func.id
+        if name not in FUNCTIONS:
+            raise self.fail(f"function {name!r}")
+        if n.keywords:
+            raise self.fail(f"keyword argument in {name}(...)")
+        if any(isinstance(a, ast.Starred) for a in n.args):
+            raise self.fail(f"starred argument in {name}(...)")
+        arity = FUNCTIONS[name][0]
+        if len(n.args) != arity:
+            raise self.fail(f"{name}(...) with {len(n.args)} arguments (it takes {arity})")
+        return ("call", name, tuple(self.node(a, d) for a in n.args))
 
     def constant(self, value: Any) -> Any:
         if isinstance(value, bool):
@@ -261,62 +270,65 @@ class _Evaluator:
 
     def value(self, ir: tuple) -> Any:
         kind = ir[0]
-        if kind == "const":
-            return ir[1]
-        if kind == "col":
-            name = ir[1]
-            if name not in self.frame.columns:
-                known = ", ".join(map(str, self.frame.columns))
-                raise self.fail(f"no column {name!r} at this point (columns: {known}); derived columns are "
-                                "computed in the order listed")
-            return self.frame[name]
-        if kind == "bin":
-            _, symbol, left, right = ir
-            a, b = self.value(left), self.value(right)
-            numbers = _is_numeric(a) and _is_numeric(b)
-            if symbol in _ARITHMETIC and not numbers and not (symbol == "+" and _is_text(a) and _is_text(b)):
-                raise self.fail(f"'{symbol}' needs numbers on both sides (only + joins text)")
-            return _OPS[symbol](a, b)
-        if kind == "unary":
-            _, symbol, operand = ir
-            x = self.value(operand)
-            if symbol in ("-", "+"):
-                if not _is_numeric(x) or _is_bool(x):
-                    raise self.fail(f"unary '{symbol}' needs a number")
-                return -x if symbol == "-" else +x
-            if symbol == "not":
-                return ~self.boolean(x, "not")
-            if _is_bool(x) or _is_numeric(x):
-                return ~(np.bool_(x) if isinstance(x, bool) else x)
-            raise self.fail("'~' needs true/false values or integers")
-        if kind == "cmp":
-            _, ops, operands = ir
-            values = [self.value(operands[0])]
-            result = None
-            for symbol, operand in zip(ops, operands[1:], strict=True):
-                values.append(self.value(operand))
-                step = _OPS[symbol](values[-2], values[-1])
-                result = step if result is None else result & step
-            return result
-        if kind == "bool":
-            _, symbol, parts = ir
-            result = self.boolean(self.value(parts[0]), symbol)
-            for part in parts[1:]:
-                other = self.boolean(self.value(part), symbol)
-                result = (result & other) if symbol == "and" else (result | other)
-            return result
-        if kind == "call":
-            _, name, args = ir
-            values = [self.value(a) for a in args]
-            _, fn, numeric = FUNCTIONS[name]
-            if numeric and not all(_is_numeric(v) for v in values):
-                raise self.fail(f"{name}(...) needs numbers")
-            if name == "where":
-                return self.where(*values)
-            result = fn(*values)
-            # pd.isna(scalar) is a Python bool, and ~True == -2: keep numpy scalars so ~ and not agree.
-            return np.bool_(result) if isinstance(result, bool) else result
-        raise AssertionError(f"unknown IR node {kind!r}")  # pragma: no cover: parse builds only the kinds above
+        if kind not in _IR_KINDS:  # pragma: no cover: parse builds only these kinds
+            raise AssertionError(f"unknown IR node {kind!r}")
+        return getattr(self, f"value_{kind}")(*ir[1:])
+
+    def value_const(self, constant: Any) -> Any:
+        return constant
+
+    def value_col(self, name: str) -> Any:
+        if name not in self.frame.columns:
+            known = ", ".join(map(str, self.frame.columns))
+            raise self.fail(f"no column {name!r} at this point (columns: {known}); derived columns are "
+                            "computed in the order listed")
+        return self.frame[name]
+
+    def value_bin(self, symbol: str, left: tuple, right: tuple) -> Any:
+        a, b = self.value(left), self.value(right)
+        numbers = _is_numeric(a) and _is_numeric(b)
+        if symbol in _ARITHMETIC and not numbers and not (symbol == "+" and _is_text(a) and _is_text(b)):
+            raise self.fail(f"'{symbol}' needs numbers on both sides (only + joins text)")
+        return _OPS[symbol](a, b)
+
+    def value_unary(self, symbol: str, operand: tuple) -> Any:
+        x = self.value(operand)
+        if symbol in ("-", "+"):
+            if not _is_numeric(x) or _is_bool(x):
+                raise self.fail(f"unary '{symbol}' needs a number")
+            return -x if symbol == "-" else +x
+        if symbol == "not":
+            return ~self.boolean(x, "not")
+        if _is_bool(x) or _is_numeric(x):
+            return ~(np.bool_(x) if isinstance(x, bool) else x)
+        raise self.fail("'~' needs true/false values or integers")
+
+    def value_cmp(self, ops: tuple, operands: tuple) -> Any:
+        values = [self.value(operands[0])]
+        result = None
+        for symbol, operand in zip(ops, operands[1:], strict=True):
+            values.append(self.value(operand))
+            step = _OPS[symbol](values[-2], values[-1])
+            result = step if result is None else result & step
+        return result
+
+    def value_bool(self, symbol: str, parts: tuple) -> Any:
+        result = self.boolean(self.value(parts[0]), symbol)
+        for part in parts[1:]:
+            other = self.boolean(self.value(part), symbol)
+            result = (result & other) if symbol == "and" else (result | other)
+        return result
+
+    def value_call(self, name: str, args: tuple) -> Any:
+        values = [self.value(a) for a in args]
+        _, fn, numeric = FUNCTIONS[name]
+        if numeric and not all(_is_numeric(v) for v in values):
+            raise self.fail(f"{name}(...) needs numbers")
+        if name == "where":
+            return self.where(*values)
+        result = fn(*values)
+        # pd.isna(scalar) is a Python bool, and ~True == -2: keep numpy scalars so ~ and not agree.
+        return np.bool_(result) if isinstance(result, bool) else result
 
     def boolean(self, x: Any, symbol: str) -> Any:
         if not _is_bool(x):
@@ -334,3 +346,7 @@ class _Evaluator:
 
 
 _OPS: dict[str, Any] = {**{s: f for s, f in _BINOPS.values()}, **{s: f for s, f in _CMPOPS.values()}}
+# The ast node types _Checker turns into IR (one ``node_<Type>`` method each), and the IR kinds it builds
+# (one ``value_<kind>`` method each of _Evaluator): nothing else is ever dispatched to.
+_NODES = (ast.Name, ast.Constant, ast.BinOp, ast.UnaryOp, ast.Compare, ast.BoolOp, ast.Call)
+_IR_KINDS = ("const", "col", "bin", "unary", "cmp", "bool", "call")
