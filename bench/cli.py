@@ -164,7 +164,7 @@ def _select_tasks(suite: str | None, refs: list[str] | None):
 
 
 def _select_pipelines(names: list[str] | None) -> list[str]:
-    from bench.pipelines import available, source_file
+    from bench.discovery import available, source_file
 
     for name in names or []:
         source_file(name)  # raises BenchError naming the known pipelines
@@ -274,8 +274,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         for path in sorted((tasks_dir() / "suites").glob("*.yaml")):
             table.add_row(path.stem, ", ".join(map(str, safe_yaml.load(path).get("tasks", []))))
     else:
+        from bench.discovery import available, source_file, technology_of
         from bench.measure import code_effort
-        from bench.pipelines import available, source_file, technology_of
 
         for col in ("pipeline", "technology", "lloc", "file"):
             table.add_column(col)

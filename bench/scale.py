@@ -156,8 +156,8 @@ def measure_point(spec: PointSpec) -> dict[str, float]:
     import numpy as np
 
     from bench import measure
+    from bench.discovery import load_module
     from bench.metrics import score_all
-    from bench.pipelines import load_module
     from bench.splits import make_split
     from bench.tasks import cached_data, load_task
 
@@ -294,8 +294,8 @@ def _client(uri: str):
 
 def _start_run(uri: str, exp_id: str, task, pipeline: str, sizes: list[int | None], seed: int, budget_s: float,
                threads: int) -> str:
+    from bench.discovery import source_hash, technology_of
     from bench.environment import machine, versions
-    from bench.pipelines import source_hash, technology_of
 
     info = machine()
     tags = {"task": task.name, "pipeline": pipeline, "technology": technology_of(pipeline), "kind": "scale",

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from bench.api import BasePipeline
+from bench.discovery import available, load_module
 from bench.metrics import score_all
-from bench.pipelines import available, load_module
 from bench.splits import make_split
 from bench.tasks import load_data, load_task
 from tests.conftest import write_task

@@ -10,8 +10,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bench.discovery import load_module
 from bench.errors import TaskError
-from bench.pipelines import load_module
 from bench.splits import make_split
 from bench.tasks import TOP_KEYS, load_data, load_task
 

@@ -127,7 +127,7 @@ def drift_task(folder: Path) -> Path:
 
 
 def test_incremental_recovers_from_abrupt_drift_and_static_does_not(tmp_path):
-    from bench.pipelines import load_module
+    from bench.discovery import load_module
 
     stream = st.load_stream(load_task(drift_task(tmp_path)))
     pipeline = load_module("sklearn_sgd").Pipeline
@@ -179,7 +179,7 @@ def test_stream_config_checked_against_the_data(tmp_path, extra, field):
 
 @pytest.mark.parametrize("name", ["sklearn_sgd", "torch_mlp", "keras_mlp", "flaml_automl"])
 def test_update_takes_a_batch_with_unseen_levels(tmp_path, name):
-    from bench.pipelines import load_module
+    from bench.discovery import load_module
 
     path = drift_task(tmp_path)  # segment level "F" first appears with the drift at period 5
     stream = st.load_stream(load_task(path))
