@@ -28,8 +28,8 @@ def import_probe(folder: Path) -> None:
     """Fresh interpreter: import the serving code of the pipeline named in the spec."""
     import pandas  # noqa: F401
 
+    from bench.discovery import load_module
     from bench.execution.child import read_spec, write_result
-    from bench.pipelines import load_module
 
     load_module(read_spec(folder)["pipeline"])
     write_result(folder, {"import_s": time.perf_counter() - _T0})
@@ -39,8 +39,8 @@ def model_probe(folder: Path) -> None:
     """Warm child: load the saved model and predict one row."""
     import pandas as pd
 
+    from bench.discovery import load_module
     from bench.execution.child import read_spec, write_result
-    from bench.pipelines import load_module
 
     spec = read_spec(folder)
     module = load_module(spec["pipeline"])
@@ -57,7 +57,7 @@ def full_probe(pipeline: str, model_dir: str, row_file: str) -> dict[str, float]
     """One fresh process doing all of it (the reference measurement); the caller times the process."""
     import pandas as pd
 
-    from bench.pipelines import load_module
+    from bench.discovery import load_module
 
     module = load_module(pipeline)
     t_import = time.perf_counter()

@@ -23,11 +23,11 @@ from pathlib import Path
 import psutil
 
 from bench import environment, tracking
+from bench.discovery import source_hash, technology_of
 from bench.execution import child, cores
 from bench.execution import job as suite_job
 from bench.execution.pool import POOL
 from bench.measure import thread_env
-from bench.pipelines import source_hash, technology_of
 from bench.tasks import Task
 
 #: Bump when a change to the measurement protocol makes old figures incomparable: it is part of the job key.

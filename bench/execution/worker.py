@@ -70,8 +70,8 @@ def run_job(spec: JobSpec, folder: Path) -> dict[str, Any]:
 
     from bench import measure
     from bench.api import BasePipeline
+    from bench.discovery import load_module, source_file
     from bench.metrics import constant_predictions, score_all
-    from bench.pipelines import load_module, source_file
     from bench.splits import make_split
     from bench.tasks import cached_data, load_task
 

@@ -48,7 +48,7 @@ def warm_up(pipeline: str) -> float:
     t0 = time.perf_counter()
     for name in COMMON_IMPORTS:
         importlib.import_module(name)
-    from bench.pipelines import load_module
+    from bench.discovery import load_module
 
     module = load_module(pipeline)
     flavour = FLAVOUR_IMPORTS.get(getattr(module.Pipeline, "technology", ""))
