@@ -33,11 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
+from bench.procfs import tree_rss
 
 POLL_S = 0.05  # how soon the end of a child is noticed (cheap: a poll)
 MEMORY_POLL_S = 0.1  # how often its process tree's RSS is summed (a /proc scan: ~1.6 ms of supervisor CPU)
-_PAGE = os.sysconf("SC_PAGE_SIZE")
 CRASH_SIGNALS = ("SIGSEGV", "SIGBUS", "SIGABRT", "SIGFPE", "SIGILL")
 _PR_SET_PDEATHSIG = 1
 
@@ -173,35 +172,6 @@ def supervise(child: ChildHandle, limits: Limits, stop: threading.Event | None =
         kill(child, "interrupted")
         raise
     return ""
-
-
-def tree_rss(pid: int) -> int:
-    """Resident bytes of ``pid`` and all its descendants."""
-    total = 0
-    for member in _tree(pid):
-        with contextlib.suppress(OSError, ValueError, IndexError), open(f"/proc/{member}/statm") as statm:
-            total += int(statm.read().split()[1]) * _PAGE
-    return total
-
-
-def _tree(pid: int) -> list[int]:
-    """``pid`` and its descendants, walked through ``/proc/PID/task/TID/children`` (only the tree, not every
-    process on the machine as a ppid scan would); psutil where that file does not exist."""
-    if not os.path.exists(f"/proc/{pid}/task"):
-        try:
-            root = psutil.Process(pid)
-            return [pid, *(p.pid for p in root.children(recursive=True))]
-        except psutil.Error:
-            return []
-    found, stack = [], [pid]
-    while stack:
-        member = stack.pop()
-        found.append(member)
-        with contextlib.suppress(OSError):
-            for task in os.listdir(f"/proc/{member}/task"):
-                with contextlib.suppress(OSError), open(f"/proc/{member}/task/{task}/children") as kids:
-                    stack.extend(int(k) for k in kids.read().split())
-    return found
 
 
 def kill(child: ChildHandle, cause: str) -> str:
