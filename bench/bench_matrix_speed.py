@@ -117,22 +117,25 @@ def time_phases(uri: str, out: Path, profile_name: str, formats: str) -> dict[st
     """The same work in this process, phase by phase."""
     phases = {}
     t0 = time.perf_counter()
-    from bench import matrix, report
-    from bench.profiles import load_profile
+    from bench import store
+    from bench.analysis import build
+    from bench.analysis.profiles import load_profile
+    from bench.report import logger, writers
+    from bench.report import meta as report_meta
 
     phases["imports"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    runs = matrix.read_runs(uri)
+    runs = store.read_runs(uri)
     phases["read_runs"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    result = matrix.build(runs, load_profile(profile_name))
-    meta = report.describe(runs, result, uri=uri, ui_url="http://127.0.0.1:5000")
+    result = build(runs, load_profile(profile_name))
+    meta = report_meta.describe(runs, result, uri=uri, ui_url="http://127.0.0.1:5000")
     phases["matrix"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    paths = report.export(result, meta, formats.split(","), out)
+    paths = writers.export(result, meta, formats.split(","), out)
     phases["export"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    report.log_run(uri, result, meta, paths)
+    logger.log_run(uri, result, meta, paths)
     phases["mlflow_import_and_log"] = time.perf_counter() - t0
     phases["runs"] = float(len(runs))
     return phases

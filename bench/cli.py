@@ -316,8 +316,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
-    from bench import matrix, report, tracking
-    from bench.profiles import load_profile, with_network_rtt
+    from bench import report, store, tracking
+    from bench.analysis import build
+    from bench.analysis.profiles import load_profile, with_network_rtt
 
     check_number(args.network_rtt_ms, "--network-rtt-ms", 0, 60_000, unit="ms")
     formats = report.check_formats(args.format)
@@ -331,11 +332,11 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     if error := logger.previous_failure():
         print(f"warning: the previous `bench matrix` into {args.out} did not log its MLflow run: {error}",
               file=sys.stderr)
-    runs = matrix.read_runs(uri, tasks=task_names, pipelines=args.pipelines)
+    runs = store.read_runs(uri, tasks=task_names, pipelines=args.pipelines)
     if runs.empty:
         raise BenchError(f"no runs in {uri} for this selection; run `bench run` first or widen --tasks/"
                          "--pipelines", field="--tracking-uri")
-    result = matrix.build(runs, profile)
+    result = build(runs, profile)
     meta = report.describe(runs, result, uri=uri, suite=args.suite, tasks=task_names,
                            pipelines=args.pipelines, ui_url=args.ui_url)
     written = report.export(result, meta, formats, args.out)

@@ -20,12 +20,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.analysis.criteria import lower_is_better
+
 # TASKS.md "Reference scores": default HGB and a linear model on one 80/20 split (random_state=0).
 REFERENCES = {"breast_cancer": (0.987, 0.996), "digits": (0.961, 0.966), "penguins": (0.963, 0.987),
               "diabetes": (65.7, 58.6), "credit_data": (0.834, 0.837), "mlc_churn": (0.929, 0.797),
               "cells": (0.899, 0.882), "ames": (0.0545, 0.0698), "diamonds": (546.0, 1117.0),
               "flights": (0.765, 0.651)}
-LOWER_IS_BETTER = {"rmse", "mae", "log_loss"}
 HGB_FLOOR_PIPELINES = {"sklearn_hgb", "flaml_automl", "sklearn_hgb_tuned"}
 NETWORKS = {"torch_mlp", "keras_mlp"}
 
@@ -40,24 +41,24 @@ def floor(pipeline: str, task: str, metric: str) -> float | None:
     if pipeline in NETWORKS:
         if task == "digits":
             return max(linear, 0.97)
-        return linear * 1.10 if metric in LOWER_IS_BETTER else linear
+        return linear * 1.10 if lower_is_better(metric) else linear
     return None
 
 
 def latest_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """Finished suite-job runs, one per task, pipeline and seed: the matrix's own selection (``matrix.prepare``:
+    """Finished suite-job runs, one per task, pipeline and seed: the matrix's own selection (``aggregate.prepare``:
     the newest job key per slot, its newest finished run), without the stream benchmark's runs."""
-    from bench import matrix
+    from bench.analysis import aggregate
 
-    jobs, _ = matrix.split_stream(runs)
-    current, _ = matrix.prepare(jobs)
-    return current[(current["status"] == "FINISHED") & current["metrics.primary_score"].notna()]
+    jobs, _ = aggregate.split_stream(runs)
+    current, _ = aggregate.prepare(jobs)
+    return current[(current["status"] == "FINISHED") & current["primary_score"].notna()]
 
 
 def build(runs: pd.DataFrame, tasks: list[str], pipelines: list[str]) -> tuple[pd.DataFrame, list[str]]:
     """The table (one row per task) and the floor verdict lines."""
     runs = latest_runs(runs)
-    metric = runs.groupby("tags.task")["params.primary_metric"].first()
+    metric = runs.groupby("task")["primary_metric"].first()
     rows, met = [], {p: [0, 0] for p in pipelines}
     for task in tasks:
         if task not in metric:
@@ -66,7 +67,7 @@ def build(runs: pd.DataFrame, tasks: list[str], pipelines: list[str]) -> tuple[p
         hgb_linear = REFERENCES.get(task)
         row["ref HGB / linear"] = f"{hgb_linear[0]:g} / {hgb_linear[1]:g}" if hgb_linear else ""
         for p in pipelines:
-            scores = runs[(runs["tags.task"] == task) & (runs["tags.pipeline"] == p)]["metrics.primary_score"]
+            scores = runs[(runs["task"] == task) & (runs["pipeline"] == p)]["primary_score"]
             if scores.empty:
                 row[p] = "-"
                 continue
@@ -74,7 +75,7 @@ def build(runs: pd.DataFrame, tasks: list[str], pipelines: list[str]) -> tuple[p
             cell = f"{mean:.4g} ± {sd:.2g} (n={len(scores)})"
             target = floor(p, task, metric[task])
             if target is not None:
-                lower = metric[task] in LOWER_IS_BETTER
+                lower = lower_is_better(metric[task])
                 ok = mean <= target if lower else mean >= target
                 met[p][0] += ok
                 met[p][1] += 1
@@ -98,16 +99,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="also write the table as markdown here")
     opts = parser.parse_args(argv)
 
-    from bench import matrix, tracking
+    from bench import store, tracking
     from bench.tasks import suite_tasks
 
     tasks = [t.name for t in suite_tasks(opts.suite)]
     uri = tracking.resolve_uri(opts.tracking_uri)
-    runs = matrix.read_runs(uri, tasks=tasks, pipelines=opts.pipelines.split(",") if opts.pipelines else None)
+    runs = store.read_runs(uri, tasks=tasks, pipelines=opts.pipelines.split(",") if opts.pipelines else None)
     if runs.empty:
         print(f"no runs of suite {opts.suite} in {uri}", file=sys.stderr)
         return 2
-    pipelines = opts.pipelines.split(",") if opts.pipelines else sorted(runs["tags.pipeline"].dropna().unique())
+    pipelines = opts.pipelines.split(",") if opts.pipelines else sorted(runs["pipeline"].dropna().unique())
     table, verdicts = build(runs, tasks, pipelines)
     text = "\n".join([table.to_markdown(index=False), "", *[f"- {v}" for v in verdicts], "",
                       "`*` below its floor, `(~)` within one sd of it; floors from TASKS.md (see module doc)."])

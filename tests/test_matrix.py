@@ -1,4 +1,4 @@
-"""The decision matrix's arithmetic on hand-made runs (the columns ``mlflow.search_runs`` gives): quality
+"""The decision matrix's arithmetic on hand-made runs (the columns ``store.read_runs`` gives): quality
 normalisation, aggregation, constraints, weighted sum, TOPSIS against pymcdm, Pareto, stability when a
 dominated pipeline joins, reasons, statistics against scipy/autorank, and profile validation."""
 
@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import matrix, stats
+from bench import store
+from bench.analysis import aggregate, criteria, decide, stats, verdict
+from bench.analysis.profiles import Profile, builtin_names, load_profile, parse_profile
 from bench.errors import BenchError
-from bench.profiles import Profile, builtin_names, load_profile, parse_profile
 
 BASE = {"fit_wall_s": 1.0, "fit_cpu_s": 1.0, "batch_rows_per_s": 1e5, "latency_p50_ms": 1.0,
         "latency_p99_ms": 2.0, "model_latency_p50_ms": 0.5, "model_bytes": 1e6, "peak_rss_mb": 50.0,
@@ -21,6 +22,12 @@ BASE = {"fit_wall_s": 1.0, "fit_cpu_s": 1.0, "batch_rows_per_s": 1e5, "latency_p
 
 def fake_runs(spec: dict[str, dict], tasks: tuple[str, ...] = ("auc_task", "rmse_task"), seeds: int = 3,
               failed: tuple[tuple[str, str, int], ...] = ()) -> pd.DataFrame:
+    """Runs as ``store.read_runs`` returns them (plain column names, ``kind``): see :func:`fake_mlflow_runs`."""
+    return store.plain(fake_mlflow_runs(spec, tasks, seeds, failed))
+
+
+def fake_mlflow_runs(spec: dict[str, dict], tasks: tuple[str, ...] = ("auc_task", "rmse_task"), seeds: int = 3,
+                     failed: tuple[tuple[str, str, int], ...] = ()) -> pd.DataFrame:
     """Runs as mlflow.search_runs returns them. ``skill`` in a pipeline's spec is the fraction of the way
     from the constant predictor to a perfect score (+0.01 per seed); other keys override BASE metrics."""
     rows = []
@@ -52,7 +59,7 @@ def fake_runs(spec: dict[str, dict], tasks: tuple[str, ...] = ("auc_task", "rmse
 
 def profile(weights: dict[str, float], constraints: tuple = (), bounds: dict | None = None, rtt: float = 0.0,
             name: str = "test") -> Profile:
-    from bench.profiles import Constraint
+    from bench.analysis.profiles import Constraint
 
     return Profile(name, "", weights, tuple(Constraint(*c) for c in constraints), bounds or {}, rtt, "test")
 
@@ -62,20 +69,20 @@ def profile(weights: dict[str, float], constraints: tuple = (), bounds: dict | N
 def test_quality_is_zero_at_the_constant_and_one_at_the_best_per_split_either_direction():
     runs = fake_runs({"good": {"skill": 0.8}, "half": {"skill": 0.4}}, seeds=1)
     fin = runs.copy()
-    q = matrix.normalised_quality(fin)
+    q = aggregate.normalised_quality(fin)
     by = dict(zip(fin["run_id"], q, strict=True))
     assert by["auc_task-good-0"] == pytest.approx(1.0) and by["rmse_task-good-0"] == pytest.approx(1.0)
     assert by["auc_task-half-0"] == pytest.approx(0.5) and by["rmse_task-half-0"] == pytest.approx(0.5)
     # a score worse than the constant predictor is negative, not clipped
-    fin.loc[fin["run_id"] == "auc_task-half-0", "metrics.primary_score"] = 0.4
-    assert matrix.normalised_quality(fin)[fin["run_id"] == "auc_task-half-0"].iloc[0] < 0
+    fin.loc[fin["run_id"] == "auc_task-half-0", "primary_score"] = 0.4
+    assert aggregate.normalised_quality(fin)[fin["run_id"] == "auc_task-half-0"].iloc[0] < 0
 
 
 def test_aggregate_medians_over_seeds_geometric_mean_over_tasks_failures_and_reruns():
     runs = fake_runs({"a": {"skill": 0.8}}, seeds=3, failed=(("auc_task", "a", 2),))
-    runs.loc[runs["tags.task"] == "auc_task", "metrics.fit_wall_s"] = [1.0, 9.0, np.nan]  # median over seeds: 5
-    runs.loc[runs["tags.task"] == "rmse_task", "metrics.fit_wall_s"] = [20.0, 20.0, 20.0]
-    agg = matrix.aggregate(runs)
+    runs.loc[runs["task"] == "auc_task", "fit_wall_s"] = [1.0, 9.0, np.nan]  # median over seeds: 5
+    runs.loc[runs["task"] == "rmse_task", "fit_wall_s"] = [20.0, 20.0, 20.0]
+    agg = aggregate.aggregate(runs)
     row = agg.table.loc["a"]
     assert row["fit_wall_s"] == pytest.approx(math.sqrt(5.0 * 20.0))
     assert row["failure_rate"] == pytest.approx(1 / 6) and row["runs"] == 6 and row["finished"] == 5
@@ -83,15 +90,15 @@ def test_aggregate_medians_over_seeds_geometric_mean_over_tasks_failures_and_rer
     # a rerun that finished replaces the failed run of the same job key
     rerun = runs[runs["status"] == "FAILED"].assign(status="FINISHED", run_id="rerun",
                                                     start_time=pd.Timestamp("2026-12-01", tz="UTC"))
-    rerun[[c for c in runs.columns if c.startswith("metrics.")]] = runs.iloc[0][
-        [c for c in runs.columns if c.startswith("metrics.")]].to_numpy()
-    agg2 = matrix.aggregate(pd.concat([rerun, runs]))
+    measured = ["primary_score", "primary_constant", *BASE]
+    rerun[measured] = runs.iloc[0][measured].to_numpy()
+    agg2 = aggregate.aggregate(pd.concat([rerun, runs]))
     assert agg2.table.loc["a", "failure_rate"] == 0 and agg2.duplicates == 1
 
 
 def test_spread_over_seeds_and_bootstrap_interval_and_mean_rank():
     runs = fake_runs({"a": {"skill": 0.8}, "b": {"skill": 0.4}}, seeds=4)
-    table = matrix.aggregate(runs).table
+    table = aggregate.aggregate(runs).table
     assert table.loc["a", "quality_sd"] == pytest.approx(0.0, abs=1e-9)  # always the best: 1 on every split
     low, high = table.loc["b", ["quality_ci_low", "quality_ci_high"]]
     assert low <= table.loc["b", "quality"] <= high
@@ -101,17 +108,17 @@ def test_spread_over_seeds_and_bootstrap_interval_and_mean_rank():
 # ---------------------------------------------------------------- scoring primitives
 
 def test_utility_uses_fixed_bounds_a_log_scale_clipping_and_worst_for_missing():
-    crit = matrix.CRITERIA["latency_p50_ms"]
+    crit = criteria.CRITERIA["latency_p50_ms"]
     values = pd.Series([1000.0, 0.01, 1.0, 1e6, np.nan, 0.1])
-    u = matrix.utility(values, crit, (1000.0, 0.01))
+    u = decide.utility(values, crit, (1000.0, 0.01))
     assert list(u.round(6)) == [0.0, 1.0, 0.6, 0.0, 0.0, 0.8]
-    linear = matrix.utility(pd.Series([0.25, 1.5]), matrix.CRITERIA["quality"], (0.0, 1.0))
+    linear = decide.utility(pd.Series([0.25, 1.5]), criteria.CRITERIA["quality"], (0.0, 1.0))
     assert list(linear) == [0.25, 1.0]
 
 
 def test_weighted_sum_by_hand():
     util = pd.DataFrame({"quality": [1.0, 0.5], "lloc": [0.0, 1.0]}, index=["x", "y"])
-    scores = matrix.weighted_sum(util, {"quality": 3, "lloc": 1})
+    scores = decide.weighted_sum(util, {"quality": 3, "lloc": 1})
     assert scores["x"] == pytest.approx(0.75) and scores["y"] == pytest.approx(0.625)
 
 
@@ -123,14 +130,14 @@ def test_topsis_matches_pymcdm():
     m, w = rng.random((7, 4)) + 0.05, np.array([4.0, 1.0, 2.0, 0.5])
     types = np.array([1, -1, 1, -1])
     expected = TOPSIS(normalizations.vector_normalization)(m, w / w.sum(), types)
-    assert matrix.topsis(m, w, types > 0) == pytest.approx(expected)
+    assert decide.topsis(m, w, types > 0) == pytest.approx(expected)
     identity = TOPSIS(lambda x, cost: x)(m, w / w.sum(), np.ones(4))  # the matrix passes utilities as they are
-    assert matrix.topsis(m, w, normalise=False) == pytest.approx(identity)
+    assert decide.topsis(m, w, normalise=False) == pytest.approx(identity)
 
 
 def test_pareto_front():
     values = np.array([[1.0, 5.0], [2.0, 4.0], [1.5, 3.0], [0.5, 5.0], [2.0, 4.0], [np.nan, 3.0], [np.nan, 9.0]])
-    assert list(matrix.pareto_front(values)) == [True, True, False, False, True, False, True]
+    assert list(decide.pareto_front(values)) == [True, True, False, False, True, False, True]
 
 
 # ---------------------------------------------------------------- decisions
@@ -138,27 +145,27 @@ def test_pareto_front():
 def test_constraints_exclude_with_the_numbers_and_the_worst_task():
     runs = fake_runs({"fast": {"skill": 0.5}, "slow": {"skill": 0.9, "latency_p99_ms": 41.0},
                       "big": {"skill": 0.7, "model_bytes": 8e6}})
-    runs.loc[(runs["tags.pipeline"] == "fast") & (runs["tags.task"] == "rmse_task"), "metrics.latency_p99_ms"] = 12.0
+    runs.loc[(runs["pipeline"] == "fast") & (runs["task"] == "rmse_task"), "latency_p99_ms"] = 12.0
     prof = profile({"quality": 1}, [("latency_p99_ms", "max", 20.0), ("model_mb", "max", 5.0)])
-    d = matrix.decide(matrix.aggregate(runs), prof)
+    d = decide.decide(aggregate.aggregate(runs), prof)
     assert d.table.loc["slow", "reason"] == "excluded: online p99 latency 41 ms > 20 ms"
     assert d.table.loc["big", "reason"] == "excluded: model size 8 MB > 5 MB"
     assert d.winner == "fast" and "only pipeline meeting every constraint" in d.winner_reason
     tighter = profile({"quality": 1}, [("latency_p99_ms", "max", 10.0)])
-    d2 = matrix.decide(matrix.aggregate(runs), tighter)
+    d2 = decide.decide(aggregate.aggregate(runs), tighter)
     assert d2.table.loc["fast", "reason"] == "excluded: online p99 latency 12 ms > 10 ms on rmse_task"
 
 
 def test_a_p99_from_few_calls_warns_instead_of_excluding():
     runs = fake_runs({"a": {"latency_p99_ms": 41.0, "latency_n": 200.0}})
-    d = matrix.decide(matrix.aggregate(runs), profile({"quality": 1}, [("latency_p99_ms", "max", 10.0)]))
+    d = decide.decide(aggregate.aggregate(runs), profile({"quality": 1}, [("latency_p99_ms", "max", 10.0)]))
     assert d.winner == "a"
     assert "warning: online p99 latency 41 ms > 10 ms but from only 200 timed calls" in d.table.loc["a", "reason"]
 
 
 def test_network_round_trip_is_added_to_online_latency():
     runs = fake_runs({"a": {"latency_p99_ms": 5.0}})
-    d = matrix.decide(matrix.aggregate(runs), profile({"quality": 1}, [("latency_p99_ms", "max", 20.0)], rtt=20))
+    d = decide.decide(aggregate.aggregate(runs), profile({"quality": 1}, [("latency_p99_ms", "max", 20.0)], rtt=20))
     assert d.table.loc["a", "reason"] == "excluded: online p99 latency 25 ms > 20 ms"
 
 
@@ -169,9 +176,9 @@ WEIGHTS = {"quality": 4, "latency_p50_ms": 2, "model_mb": 1}
 
 
 def test_adding_a_dominated_pipeline_leaves_the_others_order_and_scores_unchanged():
-    before = matrix.decide(matrix.aggregate(fake_runs(SPEC)), profile(WEIGHTS))
+    before = decide.decide(aggregate.aggregate(fake_runs(SPEC)), profile(WEIGHTS))
     worse = SPEC | {"dominated": {"skill": 0.55, "latency_p50_ms": 8.0, "model_bytes": 9e6}}
-    after = matrix.decide(matrix.aggregate(fake_runs(worse)), profile(WEIGHTS))
+    after = decide.decide(aggregate.aggregate(fake_runs(worse)), profile(WEIGHTS))
     kept = [p for p in after.table.index if p != "dominated"]
     assert kept == list(before.table.index)
     assert after.table.loc[kept, "score"].to_numpy() == pytest.approx(before.table["score"].to_numpy())
@@ -180,7 +187,7 @@ def test_adding_a_dominated_pipeline_leaves_the_others_order_and_scores_unchange
 
 
 def test_winner_reason_names_what_decided_it_and_sensitivity_finds_close_calls():
-    d = matrix.decide(matrix.aggregate(fake_runs(SPEC)), profile(WEIGHTS))
+    d = decide.decide(aggregate.aggregate(fake_runs(SPEC)), profile(WEIGHTS))
     ranked = list(d.table.index)
     assert d.winner == ranked[0] and d.table.loc[ranked[0], "rank"] == 1
     assert d.winner_reason.startswith(f"{d.winner} wins with score") and "decided by" in d.winner_reason
@@ -188,14 +195,15 @@ def test_winner_reason_names_what_decided_it_and_sensitivity_finds_close_calls()
     # two pipelines that tie on quality but differ slightly on latency flip when the latency weight drops
     close = {"a": {"skill": 0.8, "latency_p50_ms": 1.0, "model_bytes": 1e6},
              "b": {"skill": 0.8, "latency_p50_ms": 1.05, "model_bytes": 0.95e6}}
-    d2 = matrix.decide(matrix.aggregate(fake_runs(close)), profile({"quality": 1, "latency_p50_ms": 1, "model_mb": 1}))
+    weights = {"quality": 1, "latency_p50_ms": 1, "model_mb": 1}
+    d2 = decide.decide(aggregate.aggregate(fake_runs(close)), profile(weights))
     assert d2.winner == "a"
     assert d2.sensitivity == ["online p50 latency weight -20% -> b wins", "model size weight +20% -> b wins"]
 
 
 def test_online_learning_profile_degrades_gracefully_without_stream_data():
     runs = fake_runs({"batch_only": {}, "learner": {"online_learning": 1.0}})
-    d = matrix.decide(matrix.aggregate(runs), load_profile("online-learning"))
+    d = decide.decide(aggregate.aggregate(runs), load_profile("online-learning"))
     assert d.winner == "learner"
     assert d.table.loc["batch_only", "reason"].startswith("excluded: no online learning")
     assert any("no stream data yet" in n for n in d.notes)
@@ -205,7 +213,7 @@ def test_online_learning_profile_degrades_gracefully_without_stream_data():
 def test_every_pipeline_failing_is_a_reason_not_a_crash():
     runs = fake_runs({"ok": {}, "broken": {}}, failed=tuple((t, "broken", s) for t in ("auc_task", "rmse_task")
                                                             for s in range(3)))
-    d = matrix.decide(matrix.aggregate(runs), load_profile("balanced"))
+    d = decide.decide(aggregate.aggregate(runs), load_profile("balanced"))
     assert d.winner == "ok"
     assert d.table.loc["broken", "reason"].startswith("excluded: no finished run (exception on auc_task x3")
 
@@ -213,13 +221,13 @@ def test_every_pipeline_failing_is_a_reason_not_a_crash():
 def test_automl_against_the_best_hand_coded_pipeline_per_task():
     runs = fake_runs({"flaml_automl": {"skill": 0.9, "technology": "flaml", "lloc": 25.0, "fit_wall_s": 10.0},
                       "hgb": {"skill": 0.7, "lloc": 50.0}, "linear": {"skill": 0.5}}, seeds=3)
-    v = matrix.automl_vs_manual(matrix.aggregate(runs))
+    v = verdict.automl_vs_manual(aggregate.aggregate(runs))
     assert v["available"] and [r["manual"] for r in v["tasks"]] == ["hgb", "hgb"]
     row = v["tasks"][0]
     assert row["quality_diff"] > 0 and row["verdict"] == "AutoML better"
     assert row["lloc_ratio"] == pytest.approx(0.5) and row["fit_time_ratio"] == pytest.approx(10.0)
     assert "2 AutoML better" in v["overall"]["summary"]
-    assert not matrix.automl_vs_manual(matrix.aggregate(fake_runs({"hgb": {}})))["available"]
+    assert not verdict.automl_vs_manual(aggregate.aggregate(fake_runs({"hgb": {}})))["available"]
 
 
 # ---------------------------------------------------------------- statistics against their oracles
@@ -308,11 +316,11 @@ def test_cli_reports_a_bad_profile_on_one_line(tmp_path, capsys):
 
 
 def test_only_the_newest_measurement_of_a_job_slot_counts():
-    from bench.matrix import prepare
+    from bench.analysis.aggregate import prepare
 
-    old = {"status": "FINISHED", "tags.task": "t", "tags.pipeline": "p", "tags.seed": "0", "tags.job_key": "old",
-           "start_time": pd.Timestamp("2026-01-01"), "metrics.lloc": 10.0}
-    new = old | {"tags.job_key": "new", "start_time": pd.Timestamp("2026-02-01"), "metrics.lloc": 30.0}
-    other_seed = old | {"tags.seed": "1", "tags.job_key": "old-s1"}
+    old = {"status": "FINISHED", "task": "t", "pipeline": "p", "seed": "0", "job_key": "old",
+           "start_time": pd.Timestamp("2026-01-01"), "lloc": 10.0}
+    new = old | {"job_key": "new", "start_time": pd.Timestamp("2026-02-01"), "lloc": 30.0}
+    other_seed = old | {"seed": "1", "job_key": "old-s1"}
     kept, _ = prepare(pd.DataFrame([old, new, other_seed]))
-    assert sorted(kept["tags.job_key"]) == ["new", "old-s1"]
+    assert sorted(kept["job_key"]) == ["new", "old-s1"]

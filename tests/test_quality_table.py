@@ -7,9 +7,9 @@ from bench import quality_table
 
 def runs(rows):
     """Hand-made runs; a run at time >= 2 measures a newer version of the job (a new job key)."""
-    return pd.DataFrame([{"status": status, "start_time": t, "tags.task": task, "tags.pipeline": p,
-                          "tags.seed": str(seed), "tags.job_key": f"{task}-{p}-{seed}-v{min(t, 2)}",
-                          "params.primary_metric": metric, "metrics.primary_score": score}
+    return pd.DataFrame([{"status": status, "start_time": t, "task": task, "pipeline": p, "kind": "job",
+                          "seed": str(seed), "job_key": f"{task}-{p}-{seed}-v{min(t, 2)}",
+                          "primary_metric": metric, "primary_score": score}
                          for status, t, task, p, seed, metric, score in rows])
 
 

@@ -11,10 +11,13 @@ import time
 import pandas as pd
 import pytest
 
-from bench import matrix, report
+from bench import store
+from bench.analysis import build
+from bench.analysis.matrix import Matrix
+from bench.analysis.profiles import load_profile
 from bench.errors import BenchError
-from bench.profiles import load_profile
-from tests.test_matrix import fake_runs
+from bench.report import logger, meta, writers
+from tests.test_matrix import fake_mlflow_runs, fake_runs
 
 TASKS = ("auc_a", "auc_b", "rmse_a", "rmse_b", "auc_c")  # five tasks: enough for Friedman and the CD diagram
 SPEC = {"sklearn_linear": {"skill": 0.7, "latency_p50_ms": 0.2, "latency_p99_ms": 0.5, "model_bytes": 5e3},
@@ -26,16 +29,16 @@ SPEC = {"sklearn_linear": {"skill": 0.7, "latency_p50_ms": 0.2, "latency_p99_ms"
 
 
 @pytest.fixture(scope="module")
-def edge_matrix() -> tuple[matrix.Matrix, dict, pd.DataFrame]:
+def edge_matrix() -> tuple[Matrix, dict, pd.DataFrame]:
     runs = fake_runs(SPEC, tasks=TASKS, seeds=3)
-    m = matrix.build(runs, load_profile("edge"))
-    meta = report.describe(runs, m, uri="sqlite:///test.db", suite="quick", ui_url="http://127.0.0.1:5000")
-    return m, meta, runs
+    m = build(runs, load_profile("edge"))
+    info = meta.describe(runs, m, uri="sqlite:///test.db", suite="quick", ui_url="http://127.0.0.1:5000")
+    return m, info, runs
 
 
 def test_csv_md_json_state_the_profile_rank_and_give_reasons(tmp_path, edge_matrix):
-    m, meta, _ = edge_matrix
-    paths = report.export(m, meta, ["csv", "md", "json"], tmp_path)
+    m, info, _ = edge_matrix
+    paths = writers.export(m, info, ["csv", "md", "json"], tmp_path)
     assert [p.name for p in paths] == ["decision_matrix_edge.csv", "decision_matrix_edge.md",
                                        "decision_matrix_edge.json"]
     excluded = "excluded: online p99 latency 41 ms > 10 ms"
@@ -67,8 +70,8 @@ def test_csv_md_json_state_the_profile_rank_and_give_reasons(tmp_path, edge_matr
 
 
 def test_html_is_self_contained_with_the_plots(tmp_path, edge_matrix):
-    m, meta, _ = edge_matrix
-    (path,) = report.export(m, meta, ["html"], tmp_path)
+    m, info, _ = edge_matrix
+    (path,) = writers.export(m, info, ["html"], tmp_path)
     page = path.read_text()
     images = re.findall(r"<img alt='([^']*)' src='data:image/png;base64,", page)
     assert len(images) == 5
@@ -80,10 +83,10 @@ def test_html_is_self_contained_with_the_plots(tmp_path, edge_matrix):
 
 
 def test_formats_and_file_names():
-    assert report.check_formats(["md", "csv"]) == ["csv", "md"]
+    assert writers.check_formats(["md", "csv"]) == ["csv", "md"]
     with pytest.raises(BenchError, match="expected a comma-separated subset of csv,md,json,html"):
-        report.check_formats(["csv", "pdf"])
-    assert report.file_stem("balanced") == "decision_matrix" and report.file_stem("my kiosk") == \
+        writers.check_formats(["csv", "pdf"])
+    assert writers.file_stem("balanced") == "decision_matrix" and writers.file_stem("my kiosk") == \
         "decision_matrix_my_kiosk"
 
 
@@ -112,13 +115,15 @@ def test_bench_matrix_over_a_sqlite_store_writes_files_and_logs_the_matrix_run(s
     from bench.cli import main
 
     spec = {k: SPEC[k] for k in ("sklearn_linear", "keras_mlp", "flaml_automl")}
-    _log_fake_runs(store_uri, fake_runs(spec, tasks=("auc_a", "rmse_a"), seeds=2,
+    _log_fake_runs(store_uri, fake_mlflow_runs(spec, tasks=("auc_a", "rmse_a"), seeds=2,
                                         failed=(("auc_a", "keras_mlp", 1),)))
 
-    fast, slow = matrix.read_runs(store_uri), tracking.load_runs(store_uri)  # the direct SQLite read is exact
+    fast, slow = store.read_runs(store_uri), store.read_runs(store_uri, reader="mlflow")  # the direct read is exact
     assert list(fast["run_id"]) == list(slow["run_id"]) and set(fast.columns) == set(slow.columns)
     pd.testing.assert_frame_equal(fast, slow[fast.columns], check_dtype=False, check_index_type=False)
-    assert len(matrix.read_runs(store_uri, tasks=["rmse_a"], pipelines=["keras_mlp"])) == 2
+    assert len(store.read_runs(store_uri, tasks=["rmse_a"], pipelines=["keras_mlp"])) == 2
+    assert set(fast["kind"]) == {"job"} and {"pipeline", "task", "fit_wall_s", "primary_metric"} <= set(fast)
+    assert not [c for c in fast.columns if c.startswith(("tags.", "metrics.", "params."))]
 
     monkeypatch.chdir(tmp_path)
     assert main(["matrix", "--tracking-uri", store_uri]) == 0  # defaults: balanced, csv+md into results/
@@ -148,7 +153,8 @@ def test_bench_matrix_over_a_sqlite_store_writes_files_and_logs_the_matrix_run(s
     assert logged[1].info.run_id == outcome["run_id"] and logged[1].data.params["profile"] == "balanced"
     names = {a.path for a in client.list_artifacts(logged[0].info.run_id)}
     assert names == {"decision_matrix_edge.csv", "decision_matrix_edge.md", "decision_matrix_edge.json"}
-    assert len(tracking.load_runs(store_uri)) == len(slow)  # the matrix runs are not job runs
+    assert len(store.read_runs(store_uri)) == len(slow)  # the matrix runs are not job runs
+    assert set(tracking.load_runs(store_uri)["tags.pipeline"]) == set(fast["pipeline"])
 
 
 def test_bench_matrix_explains_an_empty_or_missing_store(tmp_path, capsys):
@@ -166,8 +172,8 @@ def test_a_failed_background_log_is_recorded_and_reported_by_the_next_matrix(tmp
     payload = {"run_name": "matrix-x", "tags": {}, "params": {}, "metrics": {}, "uri": "sqlite:////proc/no/such.db",
                "paths": [str(staging / "decision_matrix.md")]}
     (staging / "payload.json").write_text(json.dumps(payload))
-    assert report._logger_main(staging, out / report.OUTCOME_FILE) == 1
-    outcome = json.loads((out / report.OUTCOME_FILE).read_text())
+    assert logger._logger_main(staging, out / logger.OUTCOME_FILE) == 1
+    outcome = json.loads((out / logger.OUTCOME_FILE).read_text())
     assert outcome["status"] == "failed" and outcome["traceback"] and not staging.exists()
-    error = report.MatrixRunLogger("sqlite:///x.db", out).previous_failure()
+    error = logger.MatrixRunLogger("sqlite:///x.db", out).previous_failure()
     assert error == outcome["error"] and error

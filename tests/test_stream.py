@@ -199,7 +199,8 @@ def test_update_takes_a_batch_with_unseen_levels(tmp_path, name):
 
 
 def test_bench_stream_logs_runs_table_and_matrix_criteria(tmp_path, store_uri):
-    from bench import matrix
+    from bench import store
+    from bench.analysis import aggregate
     from bench.cli import main
 
     path = drift_task(tmp_path / "tasks")
@@ -227,14 +228,15 @@ def test_bench_stream_logs_runs_table_and_matrix_criteria(tmp_path, store_uri):
     assert sorted(m.step for m in history) == [2, 3, 4, 5, 6, 7, 8]  # the period is the step
     assert inc.data.metrics["update_ms"] > 0 and "drift_quality" in inc.data.metrics
 
-    criteria = matrix.stream_criteria(matrix.split_stream(matrix.read_runs(store_uri))[1])
+    criteria = aggregate.stream_criteria(aggregate.split_stream(store.read_runs(store_uri))[1])
     assert criteria.loc["sklearn_sgd", "update_ms"] == pytest.approx(inc.data.metrics["update_ms"])
     assert list(criteria.index) == ["sklearn_sgd"]
 
 
 def test_matrix_scores_online_learning_from_incremental_stream_runs():
-    from bench import matrix
-    from bench.profiles import load_profile
+    from bench import store
+    from bench.analysis import aggregate, decide
+    from bench.analysis.profiles import load_profile
     from tests.test_matrix import fake_runs
 
     # slow_learner's suite runs predate its update() (flag 0): its incremental stream run shows it learns online.
@@ -250,12 +252,12 @@ def test_matrix_scores_online_learning_from_incremental_stream_runs():
                             "tags.seed": "0", "tags.kind": "stream", "tags.strategy": strategy,
                             "tags.job_key": f"stream-{i}", "metrics.update_ms": update_ms,
                             "metrics.drift_quality": kept})
-    agg = matrix.aggregate(pd.concat([runs, pd.DataFrame(stream_rows)], ignore_index=True))
+    agg = aggregate.aggregate(pd.concat([runs, store.plain(pd.DataFrame(stream_rows))], ignore_index=True))
     assert agg.table.loc["learner", "update_ms"] == pytest.approx(0.01)
     assert agg.table.loc["slow_learner", "drift_quality"] == pytest.approx(0.4)
     assert math.isnan(agg.table.loc["batch_only", "update_ms"])
-    assert set(agg.runs["tags.task"]) == {"auc_task", "rmse_task"}  # stream runs are no suite jobs
-    d = matrix.decide(agg, load_profile("online-learning"))
+    assert set(agg.runs["task"]) == {"auc_task", "rmse_task"}  # stream runs are no suite jobs
+    d = decide.decide(agg, load_profile("online-learning"))
     assert d.winner == "learner"
     assert "drift_quality" in d.weights and "update_ms" in d.weights
     assert not d.table.loc["batch_only", "feasible"]

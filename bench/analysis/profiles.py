@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.analysis.criteria import CRITERIA
 from bench.errors import BenchError
-from bench.matrix import CRITERIA
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "profiles"
 DEFAULT_PROFILE = "balanced"
@@ -35,7 +35,6 @@ TOP_KEYS = {"name": "the profile's name", "description": "free text",
             "weights": "a mapping criterion -> non-negative number",
             "bounds": "a mapping criterion -> [worst, best]",
             "network_rtt_ms": "a non-negative number of milliseconds added to online latencies"}
-RTT_CRITERIA = ("latency_p50_ms", "latency_p99_ms")  # end-to-end latencies a network round trip adds to
 
 
 @dataclass(frozen=True)
