@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 
 from bench.errors import BenchError, TaskError
+from bench.store import FEED_STRATEGY  # noqa: F401 (re-exported: the strategy that feeds the decision matrix)
 
 STRATEGIES = ("static", "periodic", "incremental")
-FEED_STRATEGY = "incremental"  # the strategy whose update_ms and drift_quality feed the decision matrix
 PROTOCOL_VERSION = "stream-1"
 RECOVERY_TOLERANCE = 0.05
 POINT_METRICS = ("quality", "constant_quality", "update_wall_s", "update_cpu_s", "update_rows", "model_bytes")
