@@ -10,7 +10,7 @@ the artifact folder, so any number of ``bench run`` processes (on any machine th
 
 The server gets its own database, not the embedded ``mlflow/mlflow.db``: experiments created through the
 server get ``mlflow-artifacts:/`` locations, which a client writing to the same database directly cannot
-use, and experiments created directly point at local folders the server does not serve (FACTS.md). For
+use, and experiments created directly point at local folders the server does not serve (measured: an experiment created by the server gets an ``mlflow-artifacts:/`` location). For
 PostgreSQL pass ``--backend-store-uri postgresql://user:password@host:5432/mlflow`` (needs ``psycopg2``).
 """
 
@@ -38,7 +38,7 @@ def server_command(backend_store_uri: str = DEFAULT_BACKEND, artifacts_destinati
 
 
 def server_env() -> dict[str, str]:
-    """No background job runner: it is not needed for tracking and halves the start-up time (FACTS.md)."""
+    """No background job runner: it is not needed for tracking and halves the start-up time (~4.5 s, not 8-10 s)."""
     return os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 

@@ -1,4 +1,4 @@
-"""The bad-input corpus for stores, tracking URIs and numeric options (issue 12, item 6).
+"""The bad-input corpus for stores, tracking URIs and numeric options (one line, exit code 2, store unchanged).
 
 Every case runs the real CLI in a subprocess with its own working folder and store, and must end with exit
 code 2, one line on stderr naming the option or file and saying how to fix it, no traceback, and the store

@@ -22,7 +22,7 @@ def test_split_is_seeded_stratified_and_hashed(tmp_path):
 
 
 def test_roc_auc_uses_the_positive_label_not_the_alphabet():
-    # TASKS.md pitfall: on cells the positive class "PS" sorts first; sklearn's default picks "WS".
+    # A known pitfall: on cells the positive class "PS" sorts first; sklearn's default picks "WS".
     y = np.array(["PS", "WS", "PS", "WS", "PS"])
     proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3], [0.4, 0.6], [0.6, 0.4]])
     pred = np.array(["PS", "WS", "PS", "WS", "PS"])

@@ -142,7 +142,7 @@ class PendingJob:
 def pending_jobs(jobs: list[Job], config: RunConfig) -> tuple[list[PendingJob], list[Outcome]]:
     """Split jobs into those to run and those already finished in the store (unless ``force``).
 
-    Creates each task's experiment here, in the parent, before any worker starts (FACTS.md: concurrent
+    Creates each task's experiment here, in the parent, before any worker starts (concurrent
     creation of a fresh SQLite store fails).
     """
     names = {j.task.name for j in jobs}

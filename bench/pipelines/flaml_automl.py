@@ -2,7 +2,7 @@
 
 FLAML handles raw pandas frames (category columns, missing values, string labels) itself: that is its
 promise, so this file does no preprocessing. ``mlflow_logging=False`` because the harness logs the model;
-FLAML's own MLflow logging fails inside an active run (FACTS.md).
+FLAML's own MLflow logging fails inside an active run (it calls mlflow.sklearn.log_model with skops).
 """
 
 from pathlib import Path
