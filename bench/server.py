@@ -10,7 +10,7 @@ the artifact folder, so any number of ``bench run`` processes (on any machine th
 
 The server gets its own database, not the embedded ``mlflow/mlflow.db``: experiments created through the
 server get ``mlflow-artifacts:/`` locations, which a client writing to the same database directly cannot
-use, and experiments created directly point at local folders the server does not serve (measured: an experiment created by the server gets an ``mlflow-artifacts:/`` location). For
+use, and experiments created directly point at local folders the server does not serve. For
 PostgreSQL pass ``--backend-store-uri postgresql://user:password@host:5432/mlflow`` (needs ``psycopg2``).
 """
 

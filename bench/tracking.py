@@ -1,8 +1,8 @@
 """The only module that imports mlflow: the store, runs, results, models and reading runs back.
 
-Who creates the store matters (two processes creating one fresh SQLite store at once crash): the harness creates the SQLite store and each task's
-experiment, with an explicit artifact location under ``mlflow/artifacts/``, once in the parent before any
-worker starts, so concurrent workers never race to create tables.
+Who creates the store matters (two processes creating one fresh store at once crash): the harness creates
+the SQLite store and each task's experiment, with an explicit artifact location under ``mlflow/artifacts/``,
+once in the parent before any worker starts, so concurrent workers never race to create tables.
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ def _probe_writable(folder: Path, what: str, db: Path) -> None:
 def _create_sqlite_store(uri: str) -> None:
     """Check the store file and create it atomically, under a file lock.
 
-    Two processes creating one fresh store at once crash ("table experiments already exists"), and a process killed while MLflow creates
+    Two processes creating one fresh store at once crash, and a process killed while MLflow creates
     the tables and runs its migrations leaves a half-built file that every later run fails on. So the store is
     built in a temp file beside the target, under the lock, and moved onto the target only when complete
     (``os.link``, which never replaces a file, then the temp name is removed). A half-built store left by an

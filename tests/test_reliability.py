@@ -85,7 +85,7 @@ def test_two_bench_runs_on_one_store_run_each_job_once(tmp_path):
     assert "run by another process" in summaries
 
 
-# ---------------------------------------------------------------- claims and the store (creation that survives kills, store-decided claims with leases)
+# ---------------------------------------------------------------- claims and the store (kills, leases)
 
 CLAIMER = """
 import json, sys, time

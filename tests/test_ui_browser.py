@@ -138,7 +138,7 @@ def test_runs_table_and_compare_view_show_run_names_and_metrics(filled_server, b
     runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
     assert sorted(runs) == sorted(f"{p}-s0" for p in PIPELINES)
 
-    # A plain page of the same origin first: close the assistant panel before the app ever loads (it opens on first load unless localStorage says otherwise).
+    # A plain page of the same origin first: close the assistant panel before the app ever loads.
     browser.get(f"{url}/health")
     browser.execute_script("localStorage.setItem('mlflow.assistant.panelOpen_v1', 'false');"
                            "localStorage.setItem('mlflow.assistant.fab.autoOpenedOnFirstLoad_v1', 'true');")
