@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 # Pin native thread pools before numpy loads, as the harness does for its workers: on a busy 2-core
@@ -41,6 +43,30 @@ def write_task(folder: Path, kind: str, rows: int = 240, seed: int = 0, name: st
     path = folder / f"{name}.yaml"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def write_stream_task(folder: Path, periods: int = 6, rows: int = 12, extra: str = "") -> Path:
+    """A hand-made stream: row ids, one signal column, a period column, labels that follow the signal."""
+    rng = np.random.default_rng(0)
+    n = periods * rows
+    x = rng.normal(size=n)
+    frame = pd.DataFrame({"row_id": np.arange(n, dtype=float), "x": x, "period": np.repeat(np.arange(periods), rows),
+                          "label": np.where(x + rng.normal(scale=0.3, size=n) > 0, "yes", "no")})
+    folder.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(folder / "hand.csv", index=False)
+    path = folder / "hand.yaml"
+    path.write_text("name: hand\nkind: binary\ntarget: label\npositive_label: 'yes'\n"
+                    "source: {type: file, path: hand.csv}\n"
+                    f"stream: {{period: period, initial_periods: 2{extra}}}\n")
+    return path
+
+
+BENCH = [sys.executable, "-m", "bench.cli"]
+
+
+def bench(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*BENCH, *args], cwd=cwd, capture_output=True, text=True, timeout=600,
+                          env=os.environ | {"PYTHONPATH": str(REPO)} | (env or {}))
 
 
 @pytest.fixture(autouse=True)

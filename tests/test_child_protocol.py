@@ -17,7 +17,7 @@ from bench import scale, stream, tracking
 from bench.execution import child, runner
 from bench.execution.pool import WarmPool
 from bench.tasks import load_task
-from tests.conftest import FAKE_PIPELINES, REPO, write_task
+from tests.conftest import FAKE_PIPELINES, REPO, write_stream_task, write_task
 
 FAULTS = {"fails_raise": "exception", "fails_hang": "timeout", "fails_memory": "memory", "fails_segfault": "crash"}
 
@@ -42,8 +42,6 @@ def test_a_scale_point_fails_with_the_same_causes_as_a_suite_job(tmp_path):
 
 
 def test_a_stream_job_fails_with_the_same_causes_and_keeps_its_run(tmp_path, store_uri):
-    from tests.test_stream import write_stream_task
-
     task = load_task(write_stream_task(tmp_path / "tasks"))
     tracking.check_store(store_uri)
     config = stream.StreamConfig(store_uri, budget_s=1, update_budget_s=1, time_margin_s=7, out=tmp_path / "out")

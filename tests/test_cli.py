@@ -9,21 +9,14 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import mlflow
 import pandas as pd
 import psutil
 
-from tests.conftest import REPO, write_task
+from tests.conftest import BENCH, REPO, bench, write_task
 
-BENCH = [sys.executable, "-m", "bench.cli"]
 HEAVY = ("torch", "tensorflow", "keras", "sklearn", "flaml", "mlflow", "lightgbm")
-
-
-def bench(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([*BENCH, *args], cwd=cwd, capture_output=True, text=True, timeout=600,
-                          env=os.environ | {"PYTHONPATH": str(REPO)} | (env or {}))
 
 
 def test_help_and_list_import_no_framework(tmp_path):

@@ -7,8 +7,7 @@ evaluate as many candidates as the machine's speed allows, so they are only chec
 
 import mlflow
 
-from tests.conftest import write_task
-from tests.test_cli import bench
+from tests.conftest import bench, write_task
 
 DETERMINISTIC = ["sklearn_linear", "sklearn_hgb", "torch_mlp"]
 

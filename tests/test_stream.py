@@ -13,22 +13,7 @@ import pytest
 from bench import stream as st
 from bench.errors import TaskError
 from bench.tasks import load_task
-
-
-def write_stream_task(folder: Path, periods: int = 6, rows: int = 12, extra: str = "") -> Path:
-    """A hand-made stream: row ids, one signal column, a period column, labels that follow the signal."""
-    rng = np.random.default_rng(0)
-    n = periods * rows
-    x = rng.normal(size=n)
-    frame = pd.DataFrame({"row_id": np.arange(n, dtype=float), "x": x, "period": np.repeat(np.arange(periods), rows),
-                          "label": np.where(x + rng.normal(scale=0.3, size=n) > 0, "yes", "no")})
-    folder.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(folder / "hand.csv", index=False)
-    path = folder / "hand.yaml"
-    path.write_text("name: hand\nkind: binary\ntarget: label\npositive_label: 'yes'\n"
-                    "source: {type: file, path: hand.csv}\n"
-                    f"stream: {{period: period, initial_periods: 2{extra}}}\n")
-    return path
+from tests.conftest import write_stream_task
 
 
 class Recorder:
