@@ -47,29 +47,18 @@ def criteria_table(m: Matrix) -> pd.DataFrame:
 
 
 def _formatted(m: Matrix, criteria: list[str], scores: bool) -> pd.DataFrame:
-    d, t = m.decision, m.decision.table
-    limits = {c.criterion: f"{c.symbol} {fmt_value(c.criterion, c.limit)}" for c in d.profile.constraints}
+    t = m.decision.table
     out = pd.DataFrame(index=t.index)
     out["#"] = [str(r) if pd.notna(r) else "-" for r in t["rank"]]
     out["pipeline"] = t.index
     out["technology"] = t["technology"].fillna("")
     if scores:
-        out["score"] = [f"{v:.3f}" if pd.notna(v) else "" for v in t["score"]]
-        out["TOPSIS"] = [f"{v:.3f}" if pd.notna(v) else "" for v in t["topsis"]]
+        out["score"] = [_num(v, ".3f") for v in t["score"]]
+        out["TOPSIS"] = [_num(v, ".3f") for v in t["topsis"]]
         out["Pareto"] = ["" if pd.isna(v) else ("yes" if v else "no") for v in t["pareto"]]
     for c in criteria:
-        if c not in t or t[c].isna().all():
-            continue
-        head = CRITERIA[c].label + (f" ({CRITERIA[c].unit})" if CRITERIA[c].unit else "")
-        extras = ([f"w {d.weights[c]:g}"] if c in d.weights else []) + ([limits[c]] if c in limits else [])
-        head += f" [{', '.join(extras)}]" if extras else ""
-        out[head] = [_cell(c, row) for _, row in t.iterrows()]
-        if c == "quality":
-            out["quality 95% CI"] = [f"[{lo:.3f}, {hi:.3f}]" if pd.notna(lo) else "" for lo, hi in
-                                     zip(t["quality_ci_low"], t["quality_ci_high"], strict=True)]
-            if not scores:
-                ranks = t["mean_rank"] if "mean_rank" in t else t["quality"] * np.nan
-                out["mean rank"] = [f"{v:.2f}" if pd.notna(v) else "" for v in ranks]
+        if c in t and not t[c].isna().all():
+            _criterion_columns(out, m, c, scores)
     if scores:
         out["reason"] = t["reason"].fillna("")
     else:
@@ -77,6 +66,27 @@ def _formatted(m: Matrix, criteria: list[str], scores: bool) -> pd.DataFrame:
                                                                                  strict=True)]
         out["failures"] = t["failures"].fillna("")
     return out.reset_index(drop=True)
+
+
+def _criterion_columns(out: pd.DataFrame, m: Matrix, c: str, scores: bool) -> None:
+    """A criterion's column, headed with its unit, weight and limit; quality adds its interval and mean rank."""
+    d, t = m.decision, m.decision.table
+    limits = {k.criterion: f"{k.symbol} {fmt_value(k.criterion, k.limit)}" for k in d.profile.constraints}
+    head = CRITERIA[c].label + (f" ({CRITERIA[c].unit})" if CRITERIA[c].unit else "")
+    extras = ([f"w {d.weights[c]:g}"] if c in d.weights else []) + ([limits[c]] if c in limits else [])
+    head += f" [{', '.join(extras)}]" if extras else ""
+    out[head] = [_cell(c, row) for _, row in t.iterrows()]
+    if c != "quality":
+        return
+    out["quality 95% CI"] = [f"[{lo:.3f}, {hi:.3f}]" if pd.notna(lo) else "" for lo, hi in
+                             zip(t["quality_ci_low"], t["quality_ci_high"], strict=True)]
+    if not scores:
+        ranks = t["mean_rank"] if "mean_rank" in t else t["quality"] * np.nan
+        out["mean rank"] = [_num(v, ".2f") for v in ranks]
+
+
+def _num(value: float, spec: str) -> str:
+    return format(value, spec) if pd.notna(value) else ""
 
 
 def quality_table(m: Matrix) -> pd.DataFrame:
