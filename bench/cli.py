@@ -129,6 +129,15 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--memory-limit-gb", type=float, help="RSS limit per job (default 60%% of RAM)")
     st.add_argument("--out", type=Path, default=Path("results"), help="folder for the table and plot")
     st.add_argument("--tracking-uri")
+
+    ck = sub.add_parser("check", help="run the pipeline contract's named checks on a pipeline file (or id), in this "
+                        "process on tiny generated data; exit 1 if any fails")
+    ck.add_argument("pipeline", metavar="PIPELINE_FILE", help="a .py file defining class Pipeline (any folder), "
+                    "or a pipeline id of `bench list pipelines`")
+    ck.add_argument("--kinds", type=_csv, default=["binary", "multiclass", "regression"],
+                    help="task kinds to check on (default binary,multiclass,regression)")
+    ck.add_argument("--budget", type=float, default=3.0, help="wall seconds per fit (default 3; from 10 on, "
+                    "learns_signal asks for most of the signal)")
     return parser
 
 
@@ -141,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return {"run": cmd_run, "list": cmd_list, "ui": cmd_ui, "matrix": cmd_matrix,
-                "server": cmd_server, "scale": cmd_scale, "stream": cmd_stream}[args.command](args)
+                "server": cmd_server, "scale": cmd_scale, "stream": cmd_stream, "check": cmd_check}[args.command](args)
     except BenchError as exc:
         if debug:
             raise
@@ -359,6 +368,27 @@ def _execute(args: argparse.Namespace, jobs: list, config, on_event) -> list:
     if executor == "dask" and executors.LAST_REPORT and executors.LAST_REPORT.jobs:
         print(executors.LAST_REPORT.line())
     return outcomes
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from bench.measure import thread_env
+
+    for name, value in thread_env(1).items():  # before any framework loads, as in a job
+        os.environ.setdefault(name, value)
+    from bench import testing
+
+    bad = [k for k in args.kinds if k not in testing.KINDS]
+    if bad or not args.kinds:
+        raise BenchError(f"unknown kind {bad[0] if bad else ''!r}; expected some of {', '.join(testing.KINDS)}",
+                         field="--kinds")
+    check_number(args.budget, "--budget", 0, 3600, low_open=True, unit="s")
+    results = testing.check_pipeline(args.pipeline, kinds=tuple(args.kinds), budget_s=args.budget,
+                                     on_result=lambda r: print(r.line(), flush=True))
+    failed = [r.name for r in results if r.failed]
+    passed = sum(r.status == "PASS" for r in results)
+    print(f"{passed} passed, {len(failed)} failed, {len(results) - passed - len(failed)} skipped"
+          + (f": {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
 
 
 def cmd_server(args: argparse.Namespace) -> int:

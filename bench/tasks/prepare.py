@@ -144,7 +144,12 @@ def _all_integral(y: pd.Series) -> bool:
 
 def load_data(task: Task) -> TaskData:
     """Load, prepare and normalise a task's data; the same frame for every pipeline and seed."""
-    df = _prepare(load_source(task), task)
+    return from_frame(task, load_source(task))
+
+
+def from_frame(task: Task, frame: pd.DataFrame) -> TaskData:
+    """A task's data from rows already in memory, prepared exactly as ``load_data`` prepares a source's rows."""
+    df = _prepare(frame, task)
     y_raw = df.pop(task.target)
     if TARGET_COLUMN in df.columns:
         raise TaskError(f"a feature column is named {TARGET_COLUMN!r}, the name the harness's data cache gives the "
