@@ -201,9 +201,12 @@ def directory_bytes(path: Path) -> int:
 
 
 def code_effort(source_file: Path) -> dict[str, float]:
-    """Logical lines (radon LLOC: statements, so formatting cannot change it) and cyclomatic complexity."""
+    """Logical lines (radon LLOC: statements, so formatting cannot change it), the batch and online paths' LLOC
+    apart (``bench.effort``) and cyclomatic complexity."""
     from radon.complexity import cc_visit
     from radon.raw import analyze
+
+    from bench.effort import path_lloc
 
     code = Path(source_file).read_text(encoding="utf-8")
     raw = analyze(code)
@@ -213,4 +216,4 @@ def code_effort(source_file: Path) -> dict[str, float]:
     return {"lloc": float(raw.lloc), "sloc": float(raw.sloc),
             "complexity_total": float(total),
             "complexity_max": float(max((b.complexity for b in functions), default=0)),
-            "complexity_mean": float(total / len(functions)) if functions else 0.0}
+            "complexity_mean": float(total / len(functions)) if functions else 0.0} | path_lloc(code)
