@@ -14,6 +14,7 @@ os.environ.update({k: "1" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENB
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import strategies as st
 
 REPO = Path(__file__).resolve().parents[1]
 FAKE_PIPELINES = Path(__file__).resolve().parent / "fake_pipelines"
@@ -67,6 +68,57 @@ BENCH = [sys.executable, "-m", "bench.cli"]
 def bench(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([*BENCH, *args], cwd=cwd, capture_output=True, text=True, timeout=600,
                           env=os.environ | {"PYTHONPATH": str(REPO)} | (env or {}))
+
+
+BASE = {"fit_wall_s": 1.0, "fit_cpu_s": 1.0, "batch_rows_per_s": 1e5, "latency_p50_ms": 1.0,
+        "latency_p99_ms": 2.0, "model_latency_p50_ms": 0.5, "model_bytes": 1e6, "peak_rss_mb": 50.0,
+        "cold_start_s": 2.0, "lloc": 50.0, "complexity_total": 10.0, "online_learning": 0.0, "latency_n": 1000.0}
+
+
+def fake_runs(spec: dict[str, dict], tasks: tuple[str, ...] = ("auc_task", "rmse_task"), seeds: int = 3,
+              failed: tuple[tuple[str, str, int], ...] = ()) -> pd.DataFrame:
+    """Runs as ``store.read_runs`` returns them (plain column names, ``kind``): see :func:`fake_mlflow_runs`."""
+    from bench import store
+
+    return store.plain(fake_mlflow_runs(spec, tasks, seeds, failed))
+
+
+def fake_mlflow_runs(spec: dict[str, dict], tasks: tuple[str, ...] = ("auc_task", "rmse_task"), seeds: int = 3,
+                     failed: tuple[tuple[str, str, int], ...] = ()) -> pd.DataFrame:
+    """Runs as mlflow.search_runs returns them. ``skill`` in a pipeline's spec is the fraction of the way
+    from the constant predictor to a perfect score (+0.01 per seed); other keys override BASE metrics."""
+    rows = []
+    t0 = pd.Timestamp("2026-11-01", tz="UTC")
+    for t_i, task in enumerate(tasks):
+        rmse = "rmse" in task
+        const = 80.0 if rmse else 0.5
+        for pipeline, overrides in spec.items():
+            for seed in range(seeds):
+                values = BASE | {k: v for k, v in overrides.items() if k not in ("skill", "technology")}
+                skill = overrides.get("skill", 0.5) + 0.01 * seed
+                score = const * (1 - 0.5 * skill) if rmse else const + (1 - const) * skill
+                bad = (task, pipeline, seed) in failed
+                row = {"run_id": f"{task}-{pipeline}-{seed}", "experiment_id": str(t_i + 1),
+                       "status": "FAILED" if bad else "FINISHED", "start_time": t0 + pd.Timedelta(minutes=len(rows)),
+                       "tags.task": task, "tags.pipeline": pipeline, "tags.seed": str(seed),
+                       "tags.technology": overrides.get("technology", "sklearn"),
+                       "tags.job_key": f"{task}-{pipeline}-{seed}",
+                       "params.primary_metric": "rmse" if rmse else "roc_auc",
+                       "params.version.scikit-learn": "1.9.1", "tags.cpu_model": "test CPU"}
+                if bad:
+                    row["tags.failure_cause"] = "exception"
+                else:
+                    row |= {"metrics.primary_score": score, "metrics.primary_constant": const}
+                    row |= {f"metrics.{k}": float(v) for k, v in values.items()}
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+#: Hypothesis values for YAML-like fields: scalars, lists and mappings nested a few levels.
+FUZZ_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=True),
+                         st.text(max_size=8))
+FUZZ_VALUES = st.recursive(FUZZ_SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)), max_leaves=6)
 
 
 @pytest.fixture(autouse=True)

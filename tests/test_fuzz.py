@@ -14,14 +14,11 @@ from bench.discovery import load_module
 from bench.errors import TaskError
 from bench.splits import make_split
 from bench.tasks import TOP_KEYS, load_data, load_task
+from tests.conftest import FUZZ_SCALARS, FUZZ_VALUES
 
 FUZZ = settings(max_examples=25, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=True),
-                    st.text(max_size=8))
-values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                                       st.dictionaries(st.text(max_size=6), inner, max_size=3)),
-                      max_leaves=6)
+scalars, values = FUZZ_SCALARS, FUZZ_VALUES
 
 
 @FUZZ

@@ -17,7 +17,7 @@ from bench.analysis.matrix import Matrix
 from bench.analysis.profiles import load_profile
 from bench.errors import BenchError
 from bench.report import logger, meta, writers
-from tests.test_matrix import fake_mlflow_runs, fake_runs
+from tests.conftest import fake_mlflow_runs, fake_runs
 
 TASKS = ("auc_a", "auc_b", "rmse_a", "rmse_b", "auc_c")  # five tasks: enough for Friedman and the CD diagram
 SPEC = {"sklearn_linear": {"skill": 0.7, "latency_p50_ms": 0.2, "latency_p99_ms": 0.5, "model_bytes": 5e3},

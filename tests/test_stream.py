@@ -222,7 +222,7 @@ def test_matrix_scores_online_learning_from_incremental_stream_runs():
     from bench import store
     from bench.analysis import aggregate, decide
     from bench.analysis.profiles import load_profile
-    from tests.test_matrix import fake_runs
+    from tests.conftest import fake_runs
 
     # slow_learner's suite runs predate its update() (flag 0): its incremental stream run shows it learns online.
     runs = fake_runs({"batch_only": {}, "learner": {"online_learning": 1.0}, "slow_learner": {}})
@@ -255,7 +255,7 @@ def test_any_stream_section_is_valid_or_a_task_error_naming_a_stream_field(tmp_p
     from hypothesis import strategies as hs
 
     from bench.tasks import STREAM_KEYS
-    from tests.test_fuzz import values
+    from tests.conftest import FUZZ_VALUES as values
 
     @settings(max_examples=60, deadline=None)
     @given(section=hs.dictionaries(hs.sampled_from([*STREAM_KEYS, "extra"]), values, max_size=5))

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from bench.stream.job import StreamSpec
-from bench.stream.protocol import FEED_STRATEGY, POINT_METRICS, PROTOCOL_VERSION, load_stream
+from bench.stream.protocol import POINT_METRICS, PROTOCOL_VERSION, load_stream
 
 
 @dataclass
@@ -129,8 +129,7 @@ def _tags(task, spec: StreamSpec) -> dict[str, str]:
     return {"task": task.name, "pipeline": spec.pipeline, "technology": technology_of(spec.pipeline),
             "strategy": spec.strategy, "seed": str(spec.seed), "kind": "stream", "job_key": job_key(task, spec),
             "task_hash": task.definition_hash, "pipeline_hash": source_hash(spec.pipeline),
-            "cpu_model": info["cpu_model"], "git_revision": info["git_revision"],
-            "matrix_feed": str(spec.strategy == FEED_STRATEGY).lower()}
+            "cpu_model": info["cpu_model"], "git_revision": info["git_revision"]}
 
 
 def _params(spec: StreamSpec, config: StreamConfig) -> dict[str, str]:
