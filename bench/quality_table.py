@@ -15,6 +15,7 @@ come from one split; small test sets make one split noisy).
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -22,20 +23,30 @@ import pandas as pd
 
 from bench.analysis.criteria import lower_is_better
 
-# TASKS.md "Reference scores": default HGB and a linear model on one 80/20 split (random_state=0).
-REFERENCES = {"breast_cancer": (0.987, 0.996), "digits": (0.961, 0.966), "penguins": (0.963, 0.987),
-              "diabetes": (65.7, 58.6), "credit_data": (0.834, 0.837), "mlc_churn": (0.929, 0.797),
-              "cells": (0.899, 0.882), "ames": (0.0545, 0.0698), "diamonds": (546.0, 1117.0),
-              "flights": (0.765, 0.651)}
+
+@functools.cache
+def references(task: str) -> tuple[float, float] | None:
+    """The task file's ``reference: {hgb, linear}`` scores (default HGB and a linear model on one 80/20 split,
+    random_state=0); None for a task without them or not in the tasks folder."""
+    from bench.errors import TaskError
+    from bench.tasks import resolve_task
+
+    try:
+        reference = resolve_task(task).reference
+    except TaskError:
+        return None
+    return (reference["hgb"], reference["linear"]) if {"hgb", "linear"} <= set(reference) else None
+
+
 HGB_FLOOR_PIPELINES = {"sklearn_hgb", "flaml_automl", "sklearn_hgb_tuned"}
 NETWORKS = {"torch_mlp", "keras_mlp"}
 
 
 def floor(pipeline: str, task: str, metric: str) -> float | None:
     """The score a pipeline must reach on a task (None: no floor for it)."""
-    if task not in REFERENCES:
+    if references(task) is None:
         return None
-    hgb, linear = REFERENCES[task]
+    hgb, linear = references(task)
     if pipeline in HGB_FLOOR_PIPELINES:
         return hgb
     if pipeline in NETWORKS:
@@ -64,7 +75,7 @@ def build(runs: pd.DataFrame, tasks: list[str], pipelines: list[str]) -> tuple[p
         if task not in metric:
             continue
         row = {"task": task, "metric": metric[task]}
-        hgb_linear = REFERENCES.get(task)
+        hgb_linear = references(task)
         row["ref HGB / linear"] = f"{hgb_linear[0]:g} / {hgb_linear[1]:g}" if hgb_linear else ""
         for p in pipelines:
             scores = runs[(runs["task"] == task) & (runs["pipeline"] == p)]["primary_score"]

@@ -189,3 +189,16 @@ def test_non_ascii_columns_and_labels(tmp_path):
                           "y": ["ja", "nein"] * 30})
     data = load_data(load_task(_task(tmp_path, BASE.replace("positive_label: a", "positive_label: ja"), frame)))
     assert "größe" in data.numeric and "北京" in set(data.X["ville"].cat.categories)
+
+
+def test_reference_scores_are_read_and_left_out_of_the_definition_hash(tmp_path):
+    plain = write_task(tmp_path / "a", "binary")
+    with_reference = write_task(tmp_path / "b", "binary")
+    with_reference.write_text(with_reference.read_text() + "reference: {hgb: 0.91, linear: 0.88}\n")
+    task = load_task(with_reference)
+    assert task.reference == {"hgb": 0.91, "linear": 0.88} and load_task(plain).reference == {}
+    assert task.definition_hash == load_task(plain).definition_hash, "reference scores change no measurement"
+    from bench import quality_table
+
+    assert quality_table.references("flights") == (0.765, 0.651)
+    assert quality_table.references("drift_stream") is None

@@ -1,7 +1,7 @@
 """Benchmark: the harness's single-row latency beside a standalone measurement of the same saved model.
 
-    python -m bench.bench_latency                              # breast_cancer, torch_mlp + keras_mlp + sklearn_hgb
-    python -m bench.bench_latency --task penguins --pipelines torch_mlp,keras_mlp --out results/bench_latency.jsonl
+    .venv/bin/python benchmarks/latency.py                     # breast_cancer, torch_mlp + keras_mlp + sklearn_hgb
+    .venv/bin/python benchmarks/latency.py --task penguins --pipelines torch_mlp,keras_mlp
 
 It runs the real ``bench run`` (one seed, 1 thread, into a temp SQLite store unless ``--tracking-uri`` is
 given), then, for every finished run, downloads the model the run logged (its ``native/`` folder) and times it
@@ -11,9 +11,10 @@ harness), the median of 1,000 calls. (Means of blocks of consecutive calls were 
 1.8x the median for torch and Keras because a few slow calls weigh on every block's mean.)
 Both are printed side by side, end to end (a one-row DataFrame in, a label out) and on the model path
 (``predict_encoded`` on a pre-encoded row); they should agree within 1.5x. One JSON line per pipeline is
-appended to ``--out`` with the machine, versions and load average.
+appended to ``--out`` (default: the committed ``benchmarks/latency.jsonl``) with the machine, versions and
+load average. Run it on a quiet machine: its figures are times.
 
-Targets on a 2-core machine (issue 3): keras_mlp model-path p50 under 1 ms, torch_mlp under 0.1 ms.
+Targets on a 2-core machine: keras_mlp model-path p50 under 1 ms, torch_mlp under 0.1 ms.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
+OUT = Path(__file__).with_suffix(".jsonl")
 AGREEMENT = 1.5
 TARGET_MS = {"torch_mlp": 0.1, "keras_mlp": 1.0}
 
@@ -36,9 +39,9 @@ def standalone(pipeline: str, model_dir: Path, rows_file: Path, threads: int, ca
     from bench.measure import thread_env
 
     env = os.environ | thread_env(threads)
-    cmd = [sys.executable, "-m", "bench.bench_latency", "--probe", pipeline, str(model_dir), str(rows_file),
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--probe", pipeline, str(model_dir), str(rows_file),
            str(calls)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=600)
     if proc.returncode != 0:
         raise RuntimeError(f"standalone probe for {pipeline} failed:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -53,8 +56,8 @@ def probe(pipeline: str, model_dir: str, rows_file: str, calls: int) -> None:
     import pandas as pd
 
     from bench.api import BasePipeline
+    from bench.discovery import load_module
     from bench.measure import pin_framework_threads
-    from bench.pipelines import load_module
 
     module = load_module(pipeline)
     pin_framework_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -100,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--tracking-uri", help="reuse this store's runs of --task (default: a fresh temp store)")
     parser.add_argument("--calls", type=int, default=1000, help="standalone: single calls timed")
-    parser.add_argument("--out", type=Path, default=Path("results") / "bench_latency.jsonl")
+    parser.add_argument("--out", type=Path, default=OUT, help="JSON lines appended here (default %(default)s)")
     opts = parser.parse_args(argv)
     pipelines = opts.pipelines.split(",")
 
@@ -112,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                "--seeds", str(opts.seed + 1), "--budget", str(opts.budget), "--cores", str(opts.threads),
                "--cold-start-repeats", "1", "--tracking-uri", uri]
         print("harness:", " ".join(cmd[2:]), flush=True)
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
         if proc.returncode not in (0, 1):
             raise SystemExit(f"bench run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
         runs = tracking.load_runs(uri, tasks=[opts.task], pipelines=pipelines, include_failed=False)
@@ -155,4 +158,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(REPO))  # run as a script from anywhere: bench is importable from the checkout
     sys.exit(main())

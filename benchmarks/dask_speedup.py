@@ -1,12 +1,12 @@
 """Benchmark: `bench run` serial versus `--executor dask --workers N` on the same suite, into temp stores.
 
-    python -m bench.bench_dask_speedup                       # quick suite, sklearn pipelines, 2 workers
-    python -m bench.bench_dask_speedup --seeds 2 --workers 2 --out results/bench_dask_speedup.jsonl
+    .venv/bin/python benchmarks/dask_speedup.py              # quick suite, sklearn pipelines, 2 workers
+    .venv/bin/python benchmarks/dask_speedup.py --seeds 2 --workers 2 --rounds 2
 
 Runs the real command line twice (fresh temp SQLite stores, same flags), prints both wall times and the
 speed-up, checks that both produced the same runs with the same quality metrics (they must: same splits, seeds
-and thread counts), and appends one JSON line with the machine, versions and figures to ``--out``
-(append-only, like pytest-benchmark). The goal on 2 cores is >= 1.7x.
+and thread counts), and appends one JSON line with the machine, versions and figures to ``--out`` (default:
+the committed ``benchmarks/dask_speedup.jsonl``; append-only, like pytest-benchmark). The goal on 2 cores is >= 1.7x.
 
 On a machine shared with other work the figure measures the spare capacity as much as the executor: a serial
 run takes whatever core the others leave idle, two parallel jobs compete for it, and a load that changes between
@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
+OUT = Path(__file__).with_suffix(".jsonl")
 QUALITY = "metrics.primary_score"
 
 
@@ -61,12 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dask-extra", default="", help="flags for the Dask run only, e.g. '--no-pin'")
     parser.add_argument("--rounds", type=int, default=1,
                         help="serial/dask pairs, in ABBA order so a drifting load weighs on both (default 1)")
-    parser.add_argument("--out", type=Path, default=Path("results") / "bench_dask_speedup.jsonl")
+    parser.add_argument("--out", type=Path, default=OUT, help="JSON lines appended here (default %(default)s)")
     opts = parser.parse_args(argv)
 
     from bench import environment
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = REPO
     common = ["--suite", opts.suite, "--pipelines", opts.pipelines, "--seeds", str(opts.seeds),
               "--budget", str(opts.budget), *opts.extra.split()]
     dask_args = [*common, "--executor", "dask", "--workers", str(opts.workers), *opts.dask_extra.split()]
@@ -109,4 +111,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(REPO))  # run as a script from anywhere: bench is importable from the checkout
     sys.exit(main())
