@@ -385,16 +385,13 @@ def check_pipeline(path_or_id: str | os.PathLike, kinds: tuple[str, ...] = KINDS
     if first.status == "PASS":
         first = check_class(holder["cls"])
     results = [first]
+    if first.failed:
+        results += [CheckResult(check, kind, "SKIP", "pipeline_class failed") for kind in kinds for check, _ in CHECKS]
+        for result in results if on_result else []:
+            on_result(result)
+        return results
     if on_result:
         on_result(first)
-    if first.failed:
-        for kind in kinds:
-            for check, _ in CHECKS:
-                skipped = CheckResult(check, kind, "SKIP", "pipeline_class failed")
-                results.append(skipped)
-                if on_result:
-                    on_result(skipped)
-        return results
     with tempfile.TemporaryDirectory(prefix="bench-check-") as tmp:
         for kind in kinds:
             results += check_kind(holder["cls"], kind, Path(tmp), on_result, budget_s)
