@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from bench import quality_table
+from benchmarks import quality_table
 
 
 def runs(rows):

@@ -198,7 +198,7 @@ def test_reference_scores_are_read_and_left_out_of_the_definition_hash(tmp_path)
     task = load_task(with_reference)
     assert task.reference == {"hgb": 0.91, "linear": 0.88} and load_task(plain).reference == {}
     assert task.definition_hash == load_task(plain).definition_hash, "reference scores change no measurement"
-    from bench import quality_table
+    from benchmarks import quality_table
 
     assert quality_table.references("flights") == (0.765, 0.651)
     assert quality_table.references("drift_stream") is None

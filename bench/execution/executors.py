@@ -67,7 +67,7 @@ class ExecutionReport:
         return (f"{self.executor} executor, {self.workers} worker(s){' pinned to cores' if self.pinned else ''}: "
                 f"{self.jobs} job(s), {self.job_s:.1f} s of job time in {self.wall_s:.1f} s wall: speed-up "
                 f"x{self.speedup:.2f} over running these jobs one after another at the same speed (jobs that "
-                "slow each other down would run faster alone; python -m bench.bench_dask_speedup measures that)")
+                "slow each other down would run faster alone; python benchmarks/dask_speedup.py measures that)")
 
 
 LAST_REPORT: ExecutionReport | None = None

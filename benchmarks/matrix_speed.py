@@ -2,30 +2,36 @@
 the whole command (a fresh process: interpreter start, imports, reading the runs, the matrix, the exports,
 the MLflow ``matrix`` run) and, in-process, each phase.
 
-    python -m bench.bench_matrix_speed                 # 1,000 runs: 10 tasks x 10 pipelines x 10 seeds
-    python -m bench.bench_matrix_speed --runs 200 --format csv,md,json,html
+    python benchmarks/matrix_speed.py                 # 1,000 runs: 10 tasks x 10 pipelines x 10 seeds
+    python benchmarks/matrix_speed.py --runs 200 --format csv,md,json,html
 
 The target is under 3 s for 1,000 runs with the default formats. By default ``bench matrix`` hands the MLflow
 ``matrix`` run to a detached logger (importing mlflow costs more than the rest of the command); the benchmark
 also prints when that run was logged, and the time of ``--wait``, which blocks until it is. Building the store
-is not timed (it takes a minute or two: SQLite writes every run separately).
+is not timed (it takes a minute or two: SQLite writes every run separately). Appends one JSON line to
+benchmarks/matrix_speed.jsonl.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 TECHNOLOGIES = ["sklearn", "sklearn", "sklearn", "pytorch", "keras", "flaml", "sklearn", "pytorch", "keras", "flaml"]
 KINDS = [("binary", "roc_auc", 0.5), ("multiclass", "balanced_accuracy", 0.33), ("regression", "rmse", 70.0)]
+
+
+OUT = Path(__file__).with_suffix(".jsonl")
 
 
 def synthetic_metrics(rng: np.random.Generator, p: int, t: int) -> tuple[dict[str, float], dict[str, str]]:
@@ -149,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--store", type=Path, help="reuse (or create) the store in this folder")
     args = parser.parse_args(argv)
+    from bench.environment import machine, versions
+
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.store or Path(tmp)
         db = folder / "mlflow" / "mlflow.db"
@@ -170,6 +178,15 @@ def main(argv: list[str] | None = None) -> int:
           "(the logger's CPU counts only here: a detached process is no child that the others wait for)")
     print("  in-process phases: " + ", ".join(f"{k} {v:.2f} s" for k, v in phases.items() if k != "runs"))
     print(f"  machine load average now: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    record = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "benchmark": "matrix_speed",
+              "runs": int(phases["runs"]), "profile": args.profile, "format": args.format,
+              "wall_s": [round(w, 3) for w in walls], "cpu_s": [round(c, 3) for c in cpus],
+              "logged_after_s": round(statistics.median(logged), 3), "no_log_wall_s": round(no_log[0], 3),
+              "wait_wall_s": round(waited[0], 3), "phases": {k: round(v, 3) for k, v in phases.items()},
+              "load_avg": [round(x, 2) for x in os.getloadavg()], "machine": machine(), "versions": versions()}
+    with OUT.open("a") as out:
+        out.write(json.dumps(record) + "\n")
+    print(f"appended to {OUT}")
     return 0
 
 

@@ -1,27 +1,33 @@
 """The quality table of a study: primary metric per task x pipeline, mean +- sd over seeds, against the floors.
 
-    python -m bench.quality_table --suite standard                 # every pipeline in the store
-    python -m bench.quality_table --suite standard --pipelines torch_mlp,keras_mlp --out results/quality.md
+    python benchmarks/quality_table.py --suite standard                 # every pipeline in the store
+    python benchmarks/quality_table.py --suite standard --pipelines torch_mlp,keras_mlp --out results/quality.md
 
 Reads the finished suite-job runs of the store (the newest run per task, pipeline and seed, so a rerun with
-``--force`` or a changed pipeline replaces the older one) and checks each cell against the reference scores of
-TASKS.md, which are floors: ``sklearn_hgb`` at the HGB reference; ``torch_mlp``/``keras_mlp`` at least at the
+``--force`` or a changed pipeline replaces the older one) and checks each cell against the reference scores in
+the task files (``reference: {hgb, linear}``: default HGB and a linear model on one 80/20 split), which are
+floors: ``sklearn_hgb`` at the HGB reference; ``torch_mlp``/``keras_mlp`` at least at the
 linear reference on classification and within 10 % of its RMSE on regression, and >= 0.97 balanced accuracy on
 digits; ``flaml_automl``/``sklearn_hgb_tuned`` at the HGB reference on at least 8 of 10 tasks. A missed floor
-is marked ``*``, with ``(~)`` when the gap is within one standard deviation over seeds (TASKS.md's references
-come from one split; small test sets make one split noisy).
+is marked ``*``, with ``(~)`` when the gap is within one standard deviation over seeds (the references come
+from one split; small test sets make one split noisy). Appends the table and verdicts as one JSON line to
+benchmarks/quality_table.jsonl.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 
 from bench.analysis.criteria import lower_is_better
+
+OUT = Path(__file__).with_suffix(".jsonl")
 
 
 @functools.cache
@@ -111,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = parser.parse_args(argv)
 
     from bench import store, tracking
+    from bench.environment import machine, versions
     from bench.tasks import suite_tasks
 
     tasks = [t.name for t in suite_tasks(opts.suite)]
@@ -122,12 +129,18 @@ def main(argv: list[str] | None = None) -> int:
     pipelines = opts.pipelines.split(",") if opts.pipelines else sorted(runs["pipeline"].dropna().unique())
     table, verdicts = build(runs, tasks, pipelines)
     text = "\n".join([table.to_markdown(index=False), "", *[f"- {v}" for v in verdicts], "",
-                      "`*` below its floor, `(~)` within one sd of it; floors from TASKS.md (see module doc)."])
+                      "`*` below its floor, `(~)` within one sd of it; floors from the tasks' `reference:` scores."])
     print(text)
     if opts.out:
         opts.out.parent.mkdir(parents=True, exist_ok=True)
         opts.out.write_text(f"# Quality, suite {opts.suite} ({uri})\n\n{text}\n")
         print(f"wrote {opts.out}")
+    record = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "benchmark": "quality_table",
+              "suite": opts.suite, "store": uri, "runs": int(len(runs)), "table": table.to_dict(orient="records"),
+              "verdicts": verdicts, "machine": machine(), "versions": versions()}
+    with OUT.open("a") as out:
+        out.write(json.dumps(record, default=str) + "\n")
+    print(f"appended to {OUT}")
     return 0
 
 
