@@ -12,7 +12,7 @@ import mlflow
 import psutil
 import pytest
 
-from bench import tracking
+from bench import claims, tracking
 from tests.conftest import FAKE_PIPELINES, REPO, write_task
 
 SMALL = ["--budget", "5", "--latency-n", "100", "--cold-start-repeats", "1", "--batch-rows", "500"]
@@ -89,7 +89,7 @@ def test_two_bench_runs_on_one_store_run_each_job_once(tmp_path):
 
 CLAIMER = """
 import json, sys, time
-from bench import tracking
+from bench import claims, tracking
 uri, start_at = sys.argv[1], float(sys.argv[2])
 tracking.check_store(uri)  # the store is fresh: the three processes also race to create it
 exp = tracking.experiment_id(uri, "claims")
@@ -133,7 +133,7 @@ def _age_claims(uri: str, seconds: float, owner: str | None = None) -> None:
 
 
 def test_a_live_lease_is_respected_and_an_expired_one_is_taken_over(store_uri, monkeypatch):
-    monkeypatch.setattr(tracking, "KEEPALIVE", False)  # this test plays the owner that stops renewing
+    monkeypatch.setattr(claims, "KEEPALIVE", False)  # this test plays the owner that stops renewing
     tracking.check_store(store_uri)
     exp = tracking.experiment_id(store_uri, "lease")
     tags = {"job_key": "k", "mlflow.runName": "p-s0"}
