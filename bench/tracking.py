@@ -1,4 +1,4 @@
-"""The only module that imports mlflow: the store, runs, results, models and reading runs back.
+"""Writing to MLflow: experiments, job results in batch, models, failures, and runs that are not jobs.
 
 Who creates the store matters (two processes creating one fresh store at once crash): the harness creates
 the SQLite store and each task's experiment, with an explicit artifact location under ``mlflow/artifacts/``,
