@@ -159,7 +159,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: finished runs are kept; the running job is marked killed. Rerun the same command "
               "to finish the rest.", file=sys.stderr)
+        _forget_interrupt()
         return 130
+
+
+def _forget_interrupt() -> None:
+    """Let ``python -m bench.cli`` exit 130 after a handled interrupt, not by SIGINT.
+
+    CPython (3.11) remembers a KeyboardInterrupt that escaped an ``exec`` of a string, even once it is caught:
+    imports do such execs (dataclasses builds ``__init__``/``__repr__`` that way), so a SIGTERM during start-up
+    often lands in one, and ``python -m`` then ends the process by SIGINT (exit status -2 to a parent; a shell
+    loop running it stops). An ``exec`` of a string that completes clears what it remembered.
+    """
+    exec("")
 
 
 if __name__ == "__main__":
