@@ -127,6 +127,7 @@ def test_a_bad_store_or_uri_is_one_line_and_leaves_the_store_unchanged(tmp_path,
         assert not (tmp_path / "mlflow").exists() and not store.joinpath("mlflow.db").exists()
 
 
+@pytest.mark.slow
 def test_a_store_locked_by_another_process_is_reported_after_a_bounded_wait(tmp_path, template_store):
     (tmp_path / "store").mkdir()
     db = tmp_path / "store" / "mlflow.db"
@@ -149,6 +150,7 @@ def test_a_store_locked_by_another_process_is_reported_after_a_bounded_wait(tmp_
     assert snapshot(tmp_path / "store") == before
 
 
+@pytest.mark.slow
 def test_a_half_built_store_that_holds_runs_is_refused_not_migrated(tmp_path, template_store):
     """A store at an unexpected schema version with runs in it may be data from another MLflow: never touched."""
     (tmp_path / "store").mkdir()
@@ -236,6 +238,7 @@ def test_relative_sqlite_uris_resolve_against_the_working_folder(tmp_path, monke
     assert tracking.resolve_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
 
 
+@pytest.mark.slow
 def test_a_relative_sqlite_uri_works_end_to_end(tmp_path):
     """MLflow's standard relative form used to crash ("relative path can't be expressed as a file URI")."""
     out = cli("run", *VALID, "--tracking-uri", "sqlite:///rel/mlflow.db", cwd=tmp_path)

@@ -27,6 +27,7 @@ def fake_pipelines(monkeypatch):
     monkeypatch.setenv("BENCH_PIPELINE_PATH", str(FAKE_PIPELINES))
 
 
+@pytest.mark.slow
 def test_a_scale_point_fails_with_the_same_causes_as_a_suite_job(tmp_path):
     task = write_task(tmp_path / "tasks", "binary", rows=200)
     causes = {}
@@ -41,6 +42,7 @@ def test_a_scale_point_fails_with_the_same_causes_as_a_suite_job(tmp_path):
     assert not list(tmp_path.glob("*-*-*/spec.json")), "point folders are removed once read"
 
 
+@pytest.mark.slow
 def test_a_stream_job_fails_with_the_same_causes_and_keeps_its_run(tmp_path, store_uri):
     task = load_task(write_stream_task(tmp_path / "tasks"))
     tracking.check_store(store_uri)
@@ -60,6 +62,7 @@ def hang(folder: Path) -> None:
     time.sleep(3600)
 
 
+@pytest.mark.slow
 def test_a_warm_parent_forks_isolated_children_with_their_own_limits(tmp_path):
     pool = WarmPool()
     env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
@@ -83,6 +86,7 @@ def test_a_warm_parent_forks_isolated_children_with_their_own_limits(tmp_path):
     assert zygote.proc.poll() is not None
 
 
+@pytest.mark.slow
 def test_nothing_outlives_a_sigkilled_bench_run(tmp_path):
     task = write_task(tmp_path / "tasks", "binary")
     uri = f"sqlite:///{tmp_path / 'm.db'}"
@@ -109,6 +113,7 @@ def test_nothing_outlives_a_sigkilled_bench_run(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+@pytest.mark.slow
 def test_the_summary_splits_the_suite_time_into_fit_measuring_and_overhead(tmp_path, store_uri, capsys):
     from bench.cli import main
 

@@ -13,6 +13,7 @@ import urllib.request
 import mlflow
 import pandas as pd
 import psutil
+import pytest
 
 from tests.conftest import BENCH, REPO, bench, write_task
 
@@ -30,6 +31,7 @@ def test_help_and_list_import_no_framework(tmp_path):
     assert "breast_cancer" in out.stdout and "sklearn_hgb" in out.stdout
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_line_exit_2_and_writes_no_store(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: bad\nkind: binary\ntarget: y\nsource: {type: sklearn, loader: iris}\nfoo: 1\n")
@@ -49,6 +51,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_no_store(tmp_path):
     assert debug.returncode != 0 and "Traceback" in debug.stderr
 
 
+@pytest.mark.slow
 def test_run_then_rerun_then_matrix(tmp_path):
     task = write_task(tmp_path / "tasks", "binary", name="cli_binary")
     uri = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
@@ -78,6 +81,7 @@ def test_run_then_rerun_then_matrix(tmp_path):
     assert (tmp_path / "results" / "decision_matrix.md").read_text().count("sklearn_") >= 2
 
 
+@pytest.mark.slow
 def test_ui_serves_the_store_on_loopback_and_stops_with_its_server(tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -6,12 +6,14 @@ evaluate as many candidates as the machine's speed allows, so they are only chec
 """
 
 import mlflow
+import pytest
 
 from tests.conftest import bench, write_task
 
 DETERMINISTIC = ["sklearn_linear", "sklearn_hgb", "torch_mlp"]
 
 
+@pytest.mark.slow
 def test_force_rerun_gives_identical_quality_metrics(tmp_path):
     task = write_task(tmp_path / "tasks", "binary", name="det_binary")
     uri = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"

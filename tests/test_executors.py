@@ -36,6 +36,7 @@ def runs_by_name(uri: str):
     return mlflow.search_runs(search_all_experiments=True).set_index("tags.mlflow.runName")
 
 
+@pytest.mark.slow
 def test_dask_records_a_crash_and_a_timeout_the_rest_finish_as_in_a_serial_run(tmp_path, tiny_tasks,
                                                                                monkeypatch):
     monkeypatch.setenv("BENCH_PIPELINE_PATH", str(FAKE_PIPELINES))
@@ -81,6 +82,7 @@ def test_dask_records_a_crash_and_a_timeout_the_rest_finish_as_in_a_serial_run(t
     assert {o.status for o in again} == {"skipped"}
 
 
+@pytest.mark.slow
 def test_interrupt_kills_the_jobs_on_an_existing_cluster_and_marks_them_killed(tmp_path, tiny_tasks):
     from distributed import LocalCluster
 
@@ -131,6 +133,7 @@ def test_cores_are_split_between_workers_or_not_pinned_when_they_do_not_fit():
     assert executors.default_workers(1) == len(executors.usable_cores()) >= executors.default_workers(2) >= 1
 
 
+@pytest.mark.slow
 def test_the_local_executor_refuses_parallel_options(store_uri, tmp_path):
     config = make_config(store_uri, tmp_path / "jobs")
     for kwargs in ({"workers": 2}, {"scheduler": "tcp://127.0.0.1:8786"}):

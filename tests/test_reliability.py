@@ -41,6 +41,7 @@ def wait_for_running(uri: str, run_name: str, proc: subprocess.Popen, timeout: f
     raise AssertionError(f"{run_name} never started")
 
 
+@pytest.mark.slow
 def test_sigterm_keeps_finished_runs_marks_the_running_one_killed_and_a_rerun_completes(tmp_path):
     task = write_task(tmp_path / "tasks", "binary", name="interrupted")
     uri = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
@@ -69,6 +70,7 @@ def test_sigterm_keeps_finished_runs_marks_the_running_one_killed_and_a_rerun_co
     assert finished["tags.job_key"].is_unique
 
 
+@pytest.mark.slow
 def test_two_bench_runs_on_one_store_run_each_job_once(tmp_path):
     task = write_task(tmp_path / "tasks", "binary", name="shared")
     uri = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
@@ -101,6 +103,7 @@ sys.stdin.read()  # stay alive (a dead owner's claims are taken over at once) un
 """
 
 
+@pytest.mark.slow
 def test_three_processes_claiming_the_same_40_jobs_on_a_fresh_store_give_one_winner_each(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
     env = os.environ | {"PYTHONPATH": str(REPO)}
@@ -132,6 +135,7 @@ def _age_claims(uri: str, seconds: float, owner: str | None = None) -> None:
     con.close()
 
 
+@pytest.mark.slow
 def test_a_live_lease_is_respected_and_an_expired_one_is_taken_over(store_uri, monkeypatch):
     monkeypatch.setattr(claims, "KEEPALIVE", False)  # this test plays the owner that stops renewing
     tracking.check_store(store_uri)
@@ -164,6 +168,7 @@ def test_a_live_lease_is_respected_and_an_expired_one_is_taken_over(store_uri, m
     assert rerun and tracking.fail_run(store_uri, rerun, "exception", "boom", "")
 
 
+@pytest.mark.slow
 def test_the_claim_of_a_dead_local_process_is_taken_over_at_once(store_uri):
     tracking.check_store(store_uri)
     exp = tracking.experiment_id(store_uri, "dead")
@@ -199,6 +204,7 @@ def test_a_half_built_store_without_runs_is_rebuilt(tmp_path):
     assert tracking.experiment_id(uri, "after") and not list(db.parent.glob(".mlflow.db.creating-*"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_a_kill_while_the_store_is_created_leaves_no_half_built_store(tmp_path, sig):
     """Killed while MLflow builds the tables (the temp file exists): no store, or a whole one; a rerun works."""

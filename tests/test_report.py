@@ -109,6 +109,7 @@ def _log_fake_runs(uri: str, runs: pd.DataFrame) -> None:
         client.set_terminated(run_id, row["status"])
 
 
+@pytest.mark.slow
 def test_bench_matrix_over_a_sqlite_store_writes_files_and_logs_the_matrix_run(store_uri, tmp_path, capsys,
                                                                                 monkeypatch):
     from bench import tracking

@@ -33,6 +33,7 @@ def runs_by_name(uri: str) -> dict[str, object]:
     return {row["tags.mlflow.runName"]: row for _, row in frame.iterrows()}
 
 
+@pytest.mark.slow
 def test_failures_are_recorded_and_the_suite_goes_on(config, tiny_tasks):
     task = load_task(tiny_tasks["binary"])
     pipelines = ["fails_raise", "fails_hang", "fails_memory", "fails_segfault", "sklearn_linear"]
@@ -58,6 +59,7 @@ def test_failures_are_recorded_and_the_suite_goes_on(config, tiny_tasks):
     assert "ValueError: deliberate failure in fit" in trace
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_jobs_and_force_reruns_them(config, tiny_tasks):
     jobs = runner.plan([load_task(tiny_tasks["regression"])], ["sklearn_linear", "fails_raise"], [0, 1])
     first = runner.run_all(jobs, config)
@@ -73,6 +75,7 @@ def test_rerun_skips_finished_jobs_and_force_reruns_them(config, tiny_tasks):
     assert third[0].status == "finished"
 
 
+@pytest.mark.slow
 def test_job_key_changes_with_what_changes_the_measurement(config, tiny_tasks):
     job = runner.Job(load_task(tiny_tasks["binary"]), "sklearn_linear", 0)
     key = runner.job_key(job, config)
@@ -83,6 +86,7 @@ def test_job_key_changes_with_what_changes_the_measurement(config, tiny_tasks):
     assert key != runner.job_key(job, config)
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_metrics_and_split(config, tiny_tasks):
     task = load_task(tiny_tasks["multiclass"])
     config.force = True

@@ -41,6 +41,7 @@ def test_subsamples_are_nested_seeded_and_stratified():
     assert scale.subsample(train, y, None, 0, True) is train
 
 
+@pytest.mark.slow
 def test_bench_scale_prints_the_table_and_exponents_and_logs_curves_to_mlflow(tmp_path, capsys):
     task = write_task(tmp_path / "tasks", "binary", rows=600, name="growing")
     uri = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"

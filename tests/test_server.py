@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from bench import server, tracking
 from tests.conftest import REPO, write_task
 
@@ -39,6 +41,7 @@ def test_server_command_serves_artifacts_on_loopback_and_warns_when_exposed(tmp_
     assert 0 < server.free_port() < 65536
 
 
+@pytest.mark.slow
 def test_two_bench_runs_through_one_server_log_every_run_once(tmp_path):
     task = write_task(tmp_path / "tasks", "binary", name="team")
     port = server.free_port()

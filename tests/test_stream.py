@@ -162,6 +162,7 @@ def test_stream_config_checked_against_the_data(tmp_path, extra, field):
     assert err.value.field == "stream.period"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["sklearn_sgd", "torch_mlp", "keras_mlp", "flaml_automl"])
 def test_update_takes_a_batch_with_unseen_levels(tmp_path, name):
     from bench.discovery import load_module
@@ -183,6 +184,7 @@ def test_update_takes_a_batch_with_unseen_levels(tmp_path, name):
     assert set(np.asarray(pipe.predict(X[after])).tolist()) <= set(stream.data.classes)
 
 
+@pytest.mark.slow
 def test_bench_stream_logs_runs_table_and_matrix_criteria(tmp_path, store_uri):
     from bench import store
     from bench.analysis import aggregate
