@@ -283,3 +283,16 @@ def test_only_the_newest_measurement_of_a_job_slot_counts():
     other_seed = old | {"seed": "1", "job_key": "old-s1"}
     kept, _ = prepare(pd.DataFrame([old, new, other_seed]))
     assert sorted(kept["job_key"]) == ["new", "old-s1"]
+
+
+def test_effort_counts_the_batch_path_except_for_online_learning():
+    runs = fake_runs({"learner": {"skill": 0.8, "lloc": 200.0, "lloc_batch": 50.0},
+                      "batch_only": {"skill": 0.8, "lloc": 100.0, "lloc_batch": 100.0},
+                      "older": {"skill": 0.8, "lloc": 80.0}})  # logged before lloc_batch existed
+    table = aggregate.aggregate(runs).table
+    assert table.loc["learner", "lloc"] == pytest.approx(50.0)
+    assert table.loc["learner", "lloc_total"] == pytest.approx(200.0)
+    assert table.loc["batch_only", "lloc"] == pytest.approx(100.0)
+    assert table.loc["older", "lloc"] == pytest.approx(80.0), "the whole file where the batch figure is missing"
+    assert "lloc_total" in load_profile("online-learning").weights
+    assert all("lloc_total" not in load_profile(n).weights for n in builtin_names() if n != "online-learning")

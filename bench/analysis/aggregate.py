@@ -143,9 +143,8 @@ def _aggregate_jobs(runs: pd.DataFrame) -> Aggregate:
     if runs.empty or P not in runs:
         return Aggregate(pd.DataFrame(), pd.DataFrame(), runs, duplicates, ["no completed runs in the selection"])
     fin = runs[runs["status"] == "FINISHED"].copy()
-    for name in MEASURED:
-        column = CRITERIA[name].metric
-        fin[name] = fin[column].astype(float) * CRITERIA[name].scale if column in fin else np.nan
+    # All read before any is written: a criterion may share its name with another one's run metric (lloc).
+    fin = fin.assign(**{name: _measured(fin, CRITERIA[name]) for name in MEASURED})
     fin["quality"] = normalised_quality(fin) if len(fin) else pd.Series(dtype=float)
     cols = ["quality", *MEASURED]
     by_task = fin.groupby([P, T])
@@ -168,6 +167,14 @@ def _aggregate_jobs(runs: pd.DataFrame) -> Aggregate:
     table.index.name = "pipeline"
     return Aggregate(table, per_task, pd.concat([fin, runs[runs["status"] != "FINISHED"]]), duplicates,
                      _data_notes(runs, fin, per_task))
+
+
+def _measured(fin: pd.DataFrame, criterion) -> pd.Series | float:
+    """A criterion's values from its run metric, or from its fallback metric where a run predates it."""
+    values = fin[criterion.metric].astype(float) if criterion.metric in fin else pd.Series(np.nan, index=fin.index)
+    if criterion.fallback and criterion.fallback in fin:
+        values = values.fillna(fin[criterion.fallback].astype(float))
+    return values * criterion.scale
 
 
 def _across(frame: pd.DataFrame, cols: list[str], level: str | None = None, keys: Any = None) -> pd.DataFrame:

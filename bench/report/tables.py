@@ -13,8 +13,8 @@ from bench.analysis.matrix import Matrix
 from bench.report.meta import header_lines
 
 SHOWN = ["quality", "fit_wall_s", "fit_cpu_s", "batch_rows_per_s", "latency_p50_ms", "latency_p99_ms", "model_mb",
-         "peak_rss_mb", "cold_start_s", "lloc", "complexity", "online_learning", "failure_rate", "update_ms",
-         "drift_quality"]
+         "peak_rss_mb", "cold_start_s", "lloc", "lloc_total", "complexity", "online_learning", "failure_rate",
+         "update_ms", "drift_quality"]
 WITH_SPREAD = {"quality", "fit_wall_s", "latency_p50_ms"}
 
 
