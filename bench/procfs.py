@@ -42,3 +42,12 @@ def _tree(pid: int) -> list[int]:
                 with contextlib.suppress(OSError), open(f"/proc/{member}/task/{task}/children") as kids:
                     stack.extend(int(k) for k in kids.read().split())
     return found
+
+
+def runqueue_wait_s() -> float:
+    """Seconds this thread has spent runnable but waiting for a CPU (Linux schedstat); 0 where unknown."""
+    try:
+        with open("/proc/thread-self/schedstat") as stat:
+            return int(stat.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0

@@ -7,11 +7,8 @@ parametrisation over the same checks.
 
 Example::
 
-    from bench.testing import check_pipeline
-
-    results = check_pipeline("my_pipelines/lightgbm_tuned.py")
-    print("\\n".join(r.line() for r in results))
-    assert not [r for r in results if r.status == "FAIL"]
+    results = bench.testing.check_pipeline("my_pipelines/lightgbm_tuned.py")
+    assert not [r for r in results if r.status == "FAIL"], [r.line() for r in results]
 """
 
 from __future__ import annotations
@@ -29,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
+from bench.procfs import runqueue_wait_s
 
 KINDS = ("binary", "multiclass", "regression")
 BUDGET_S = 3.0  # the fit budget the checks give; a pipeline must stop by its deadline
@@ -153,9 +151,10 @@ def _check_labels(case: Case, pred: np.ndarray, n: int, what: str) -> None:
 def check_fit_returns_self(cls: type, case: Case) -> None:
     """``fit`` on raw training rows returns the pipeline itself."""
     pipe = cls()
-    started = time.monotonic()
+    started, waited = time.monotonic(), runqueue_wait_s()
     out = pipe.fit(case.X_train, case.y_train, case.make_info())
     case.state["fit_s"] = time.monotonic() - started
+    case.state["starved_s"] = runqueue_wait_s() - waited
     case.state["pipe"] = pipe
     assert out is pipe, f"fit returned {type(out).__name__}, not the pipeline itself (return self)"
 
@@ -164,9 +163,12 @@ def check_fit_respects_deadline(cls: type, case: Case) -> None:
     """``fit`` returns by ``TaskInfo.deadline`` (the budget), give or take ``MARGIN_S``."""
     if "fit_s" not in case.state:
         raise Skip("fit failed")
-    took, allowed = case.state["fit_s"], case.budget_s + MARGIN_S
-    assert took <= allowed, f"fit took {took:.1f} s with a {case.budget_s:g} s budget (allowed {allowed:g} s): " \
-                            "stop by task.deadline"
+    # Time spent ready to run but waiting for a CPU (a busy machine) is not the pipeline's overrun; sleeping
+    # or blocking past the deadline still counts.
+    starved = case.state.get("starved_s", 0.0)
+    took, allowed = case.state["fit_s"], case.budget_s + MARGIN_S + starved
+    assert took <= allowed, f"fit took {took:.1f} s with a {case.budget_s:g} s budget (allowed {allowed:.1f} s, " \
+                            f"{starved:.1f} s of it waiting for a CPU): stop by task.deadline"
 
 
 def check_predict(cls: type, case: Case) -> None:

@@ -292,10 +292,10 @@ NUMPY_UNARY = {"log": np.log, "log10": np.log10, "log2": np.log2, "log1p": np.lo
 
 
 def _where(c: Any, a: Any, b: Any) -> Any:
-    if not isinstance(c, pd.Series):
+    if np.ndim(c) == 0:
         return a if c else b
-    return np.where(c.to_numpy(bool), np.broadcast_to(np.asarray(a, float), len(c)),
-                    np.broadcast_to(np.asarray(b, float), len(c)))
+    c = np.asarray(c, dtype=bool)  # a Series, or the array an inner where() returned
+    return np.where(c, np.broadcast_to(np.asarray(a, float), len(c)), np.broadcast_to(np.asarray(b, float), len(c)))
 
 
 def _chain(first: Typed, rest: list) -> Typed:
