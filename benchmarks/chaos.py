@@ -139,6 +139,7 @@ class Launched:
 
 
 def launch(suite: Suite, store: Path, mark: str) -> Launched:
+    mark = f"{suite.root.name}-{mark}"  # unique across chaos runs on one machine
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env.update({"BENCH_CACHE_DIR": str(suite.root / "cache"), "TF_CPP_MIN_LOG_LEVEL": "2", MARK: mark,
                 "PYTHONPATH": str(suite.source), "PYTHONUNBUFFERED": "1", "COLUMNS": "120"})
@@ -250,13 +251,16 @@ def tail(path: Path, lines: int = 3) -> str:
 def store_problem(store: Path) -> str | None:
     """Why the store cannot be read, or None. A missing store is fine (the kill came before it existed).
 
-    The file is checked with sqlite3 read-only first (MLflow's client would create missing tables in a
-    half-built store, changing what is checked), then searched with MLflow's client.
+    The file is checked with sqlite3 first (MLflow's client would create missing tables in a half-built store,
+    changing what is checked), then searched with MLflow's client. The sqlite3 connection may write: a write
+    killed mid-transaction leaves a hot journal that the next connection rolls back (SQLite's own recovery,
+    which every MLflow client does; a read-only connection cannot and reports "attempt to write a readonly
+    database"). Nothing else is written.
     """
     if not store.exists():
         return None
     try:
-        con = sqlite3.connect(f"{store.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+        con = sqlite3.connect(f"{store.resolve().as_uri()}?mode=rw", uri=True, timeout=30)
         try:
             check = con.execute("PRAGMA quick_check(1)").fetchone()[0]
             tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -353,6 +357,7 @@ class Chaos:
         if n:
             self.counts[what] += n
             self.anomalies.append(f"{what} +{n}: {why}")
+            print(f"  ! {what} +{n}: {why}", flush=True)
 
     # ------------------------------------------------ clean reruns
 
@@ -435,7 +440,8 @@ class Chaos:
         try:
             rc = run.proc.wait(timeout=self.args.term_timeout)
         except subprocess.TimeoutExpired:
-            self.anomalies.append(f"{run.mark}: still running {self.args.term_timeout} s after {sig.name}")
+            self.count("bench_run_errors", 1, f"{run.mark}: still running {self.args.term_timeout} s after "
+                                              f"{sig.name}")
             record_tree(run)
             run.proc.kill()
             rc = run.proc.wait()
@@ -616,6 +622,7 @@ def main() -> int:
     args = parser.parse_args()
 
     load_before = os.getloadavg()
+    revision = git_revision()  # of the code the snapshot is taken from, not of the tree at the end
     root = Path(tempfile.mkdtemp(prefix="bench-chaos-"))
     try:
         source = REPO if args.live else snapshot_source(root)
@@ -645,7 +652,7 @@ def main() -> int:
     if not args.no_record:
         code = "working tree" if args.live else "snapshot of bench/" + (f" + {args.patch}" if args.patch else "")
         record = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "benchmark": "chaos",
-                  "git_revision": git_revision(), "code": code,
+                  "git_revision": revision, "code": code,
                   "command": " ".join(sys.argv), "seed": args.seed, "rounds": chaos.rounds_done,
                   "check_every": args.check_every, "race_every": args.race_every, "pipelines": suite.pipelines,
                   "planned_jobs": len(suite.planned()), "counts": chaos.counts, "kills": chaos.kills,
