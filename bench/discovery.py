@@ -12,12 +12,17 @@ import hashlib
 import importlib.util
 import os
 import sys
+import threading
 from pathlib import Path
 from types import ModuleType
 
 from bench.errors import BenchError
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "pipelines"
+#: CPython 3.11 keeps ast.parse's recursion depth per interpreter, not per call: two threads parsing at once
+#: (the slots of `bench run` claiming their first jobs) can raise "SystemError: AST constructor recursion depth
+#: mismatch" (CPython gh-106905), which ends the whole run. Every parse of a pipeline file takes this lock.
+PARSE_LOCK = threading.Lock()
 
 
 def search_path() -> list[Path]:
@@ -77,7 +82,10 @@ def load_file(path: Path, name: str | None = None) -> ModuleType:
 
 def technology_of(name: str) -> str:
     """The ``technology`` class attribute read from the source, so the parent never imports a framework."""
-    for node in ast.walk(ast.parse(source_file(name).read_text(encoding="utf-8"))):
+    code = source_file(name).read_text(encoding="utf-8")
+    with PARSE_LOCK:
+        tree = ast.parse(code)
+    for node in ast.walk(tree):
         if isinstance(node, ast.ClassDef) and node.name == "Pipeline":
             for stmt in node.body:
                 target = stmt.target if isinstance(stmt, ast.AnnAssign) else (

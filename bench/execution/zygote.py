@@ -24,6 +24,7 @@ import os
 import select
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -145,12 +146,29 @@ def _reap(children: set[int]) -> None:
         _send({"pid": pid, "status": os.waitstatus_to_exitcode(status)})
 
 
+def _exit_when_orphaned(stop: threading.Event) -> None:
+    """While the zygote imports, nothing reads its stdin: end it as soon as the supervisor's end of the pipe
+    closes (the supervisor exited or was SIGKILLed), so no warm parent outlives it by its import time.
+    POLLHUP is reported without reading, so a request that is already waiting stays in the pipe."""
+    poller = select.poll()
+    poller.register(sys.stdin.fileno(), select.POLLHUP)
+    while not stop.is_set():
+        if any(events & (select.POLLHUP | select.POLLERR) for _, events in poller.poll(100)):
+            os._exit(1)
+
+
 def main(pipeline: str) -> int:
+    stop = threading.Event()
+    watchdog = threading.Thread(target=_exit_when_orphaned, args=(stop,), daemon=True)
+    watchdog.start()
     try:
         import_s = warm_up(pipeline)
     except BaseException as exc:  # noqa: BLE001 - the supervisor falls back to fresh children
         _send({"error": f"{type(exc).__name__}: {exc}"[:2000]})
         return 1
+    finally:  # no thread may be running when serve() forks
+        stop.set()
+        watchdog.join()
     _send({"ready": True, "import_s": import_s})
     serve()
     return 0

@@ -55,9 +55,12 @@ def supports_online_learning(pipeline: str) -> bool:
     """``supports_online_learning = True`` in the pipeline's class, read from its source (no framework import)."""
     import ast
 
-    from bench.discovery import source_file
+    from bench.discovery import PARSE_LOCK, source_file
 
-    for node in ast.walk(ast.parse(source_file(pipeline).read_text(encoding="utf-8"))):
+    code = source_file(pipeline).read_text(encoding="utf-8")
+    with PARSE_LOCK:
+        tree = ast.parse(code)
+    for node in ast.walk(tree):
         if isinstance(node, ast.ClassDef) and node.name == "Pipeline":
             for stmt in node.body:
                 if (isinstance(stmt, ast.Assign) and isinstance(stmt.targets[0], ast.Name)
