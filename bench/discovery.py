@@ -15,6 +15,7 @@ import sys
 import threading
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from bench.errors import BenchError
 
@@ -80,8 +81,8 @@ def load_file(path: Path, name: str | None = None) -> ModuleType:
     return module
 
 
-def technology_of(name: str) -> str:
-    """The ``technology`` class attribute read from the source, so the parent never imports a framework."""
+def class_attribute(name: str, attribute: str, default: Any = None) -> Any:
+    """A constant class attribute of the pipeline's ``Pipeline``, read from its source: no framework import."""
     code = source_file(name).read_text(encoding="utf-8")
     with PARSE_LOCK:
         tree = ast.parse(code)
@@ -90,7 +91,12 @@ def technology_of(name: str) -> str:
             for stmt in node.body:
                 target = stmt.target if isinstance(stmt, ast.AnnAssign) else (
                     stmt.targets[0] if isinstance(stmt, ast.Assign) else None)
-                if isinstance(target, ast.Name) and target.id == "technology" and isinstance(
+                if isinstance(target, ast.Name) and target.id == attribute and isinstance(
                         stmt.value, ast.Constant):
-                    return str(stmt.value.value)
-    return "unknown"
+                    return stmt.value.value
+    return default
+
+
+def technology_of(name: str) -> str:
+    """The ``technology`` class attribute, so the parent never imports a framework."""
+    return str(class_attribute(name, "technology", "unknown"))

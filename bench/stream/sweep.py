@@ -53,21 +53,9 @@ class StreamOutcome:
 
 def supports_online_learning(pipeline: str) -> bool:
     """``supports_online_learning = True`` in the pipeline's class, read from its source (no framework import)."""
-    import ast
+    from bench.discovery import class_attribute
 
-    from bench.discovery import PARSE_LOCK, source_file
-
-    code = source_file(pipeline).read_text(encoding="utf-8")
-    with PARSE_LOCK:
-        tree = ast.parse(code)
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ClassDef) and node.name == "Pipeline":
-            for stmt in node.body:
-                if (isinstance(stmt, ast.Assign) and isinstance(stmt.targets[0], ast.Name)
-                        and stmt.targets[0].id == "supports_online_learning"
-                        and isinstance(stmt.value, ast.Constant)):
-                    return bool(stmt.value.value)
-    return False
+    return bool(class_attribute(pipeline, "supports_online_learning", False))
 
 
 def job_key(task, spec: StreamSpec) -> str:
