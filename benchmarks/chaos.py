@@ -28,6 +28,8 @@ Counts (goal: 0 of each):
 - unreadable_stores: a store that MLflow's client cannot search, a half-built store in place of the store file,
   or a later ``bench run`` that fails on it (an error naming the store, or a run that never ends)
 - jobs_never_finished: planned jobs (task x pipeline x seed) without a FINISHED run after a clean rerun
+- job_roots_left: ``bench-jobs-*`` folders left in the runs' TMPDIR after a clean rerun ended (it sweeps those
+  of killed runs at its start and removes its own at its end)
 
 and, beside them, bench_run_errors: any other wrong end of a ``bench run`` (an exit code other than 0 when it
 ends by itself, other than 130 after SIGTERM: a crash, a traceback, an exit by SIGINT); also goal 0.
@@ -64,7 +66,7 @@ REPO = Path(__file__).resolve().parents[1]
 OUT = Path(__file__).with_suffix(".jsonl")
 TASK_KINDS = ("binary", "regression")
 COUNTS = ("duplicates", "running_orphans", "processes_alive", "unreadable_stores", "jobs_never_finished",
-          "bench_run_errors")
+          "job_roots_left", "bench_run_errors")
 STORE_WORDS = ("store", "sqlite", "database", "alembic", "tracking")
 MARK = "BENCH_CHAOS_MARK"
 
@@ -141,7 +143,9 @@ class Launched:
 def launch(suite: Suite, store: Path, mark: str) -> Launched:
     mark = f"{suite.root.name}-{mark}"  # unique across chaos runs on one machine
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    (suite.root / "tmp").mkdir(exist_ok=True)
     env.update({"BENCH_CACHE_DIR": str(suite.root / "cache"), "TF_CPP_MIN_LOG_LEVEL": "2", MARK: mark,
+                "TMPDIR": str(suite.root / "tmp"),
                 "PYTHONPATH": str(suite.source), "PYTHONUNBUFFERED": "1", "COLUMNS": "120"})
     log = suite.root / "logs" / f"{mark}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -394,6 +398,10 @@ class Chaos:
             print(f"  check {label}: store unreadable: {problem}", flush=True)
             return False
         found, notes = check_store(self.store, self.suite)
+        if ok:  # a clean run sweeps the job roots of killed runs at its start and removes its own at its end
+            left = sorted(p.name for p in (self.suite.root / "tmp").glob("bench-jobs-*"))
+            found["job_roots_left"] = len(left)
+            notes += [f"job roots left in TMPDIR: {', '.join(left)}"] if left else []
         for what, n in found.items():
             self.count(what, n, f"{label}: {'; '.join(notes)}")
         print(f"  check {label}: clean run {wall:.1f} s exit {rc}; duplicates {found['duplicates']}, RUNNING "

@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -24,7 +23,7 @@ import psutil
 
 from bench import environment, tracking
 from bench.discovery import source_hash, technology_of
-from bench.execution import child, cores
+from bench.execution import child, cores, scratch
 from bench.execution import job as suite_job
 from bench.execution.pool import POOL
 from bench.measure import thread_env
@@ -74,7 +73,7 @@ class RunConfig:
     def root(self) -> Path:
         """The folder of this run's job folders, created on first use and removed by :func:`run_all`."""
         if self.job_root is None:
-            self.job_root = Path(tempfile.mkdtemp(prefix="bench-jobs-"))
+            self.job_root = scratch.make_root()
         self.job_root.mkdir(parents=True, exist_ok=True)
         return self.job_root
 
