@@ -67,3 +67,23 @@ def test_start_ticks_survives_spaces_and_parentheses_in_the_command_name():
         proc.kill()
         proc.wait()
     assert scratch.start_ticks(proc.pid) is None
+
+
+def test_slots_asking_at_once_share_one_root(tmp_path, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bench.execution.runner import RunConfig
+
+    monkeypatch.setattr(scratch.tempfile, "tempdir", str(tmp_path))
+    slow_make_root = scratch.make_root
+
+    def make_root_slowly():  # widen the window two slots used to race through
+        time.sleep(0.05)
+        return slow_make_root()
+
+    monkeypatch.setattr(scratch, "make_root", make_root_slowly)
+    config = RunConfig(tracking_uri="sqlite:///unused.db")
+    with ThreadPoolExecutor(8) as pool:
+        roots = set(pool.map(lambda _: config.root(), range(8)))
+    assert roots == {config.job_root}
+    assert [p.name for p in tmp_path.iterdir()] == [config.job_root.name]

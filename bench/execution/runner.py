@@ -32,6 +32,7 @@ from bench.tasks import Task
 #: Bump when a change to the measurement protocol makes old figures incomparable: it is part of the job key.
 #: 2: latency loops capped in time (never below 662 calls), cold start = import probe + model probe.
 PROTOCOL_VERSION = "2"
+_ROOT_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -72,10 +73,11 @@ class RunConfig:
 
     def root(self) -> Path:
         """The folder of this run's job folders, created on first use and removed by :func:`run_all`."""
-        if self.job_root is None:
-            self.job_root = scratch.make_root()
-        self.job_root.mkdir(parents=True, exist_ok=True)
-        return self.job_root
+        with _ROOT_LOCK:  # slots ask at once: two roots would be made and one of them never removed
+            if self.job_root is None:
+                self.job_root = scratch.make_root()
+            self.job_root.mkdir(parents=True, exist_ok=True)
+            return self.job_root
 
     @property
     def time_limit_s(self) -> float:
