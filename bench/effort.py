@@ -6,7 +6,9 @@ the file's LLOC (radon: statements, so formatting cannot change it) is split by 
 
 - **batch**: the module-level code (imports, constants, class attributes) and the contract methods the batch
   job calls (``BATCH_ROOTS``), with every function, class and method of the file they reach, transitively;
-- **online**: ``update`` and what it reaches that the batch path does not.
+- **online**: ``update`` and what it reaches that the batch path does not;
+- **edge**: ``export_edge`` (the model converted for an edge runtime, and its inputs) and what it reaches that
+  the batch path does not: deployment effort, apart from the batch path so exporting is not charged to it.
 
 Reaching is by name within the file: a module-level function or class named anywhere in reached code, and a
 method named as ``self.<m>``, ``cls.<m>`` or ``Pipeline.<m>``. A class reached is counted whole (a framework
@@ -21,6 +23,7 @@ import textwrap
 BATCH_ROOTS = ("__init__", "fit", "predict", "predict_proba", "save", "load", "encode", "predict_encoded",
                "native_model", "n_parameters", "get_params")
 ONLINE_ROOTS = ("update",)
+EDGE_ROOTS = ("export_edge",)
 PIPELINE_CLASS = "Pipeline"
 
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
@@ -87,12 +90,14 @@ class _File:
 
 
 def path_lloc(code: str) -> dict[str, float]:
-    """``lloc_batch`` and ``lloc_online`` of a pipeline file's source (see the module docstring)."""
+    """``lloc_batch``, ``lloc_online`` and ``lloc_edge`` of a pipeline file's source (see the module docstring)."""
     from radon.raw import analyze
 
     file = _File(code)
     units = {("top", n) for n in file.top} | {("method", m) for m in file.methods}
     batch = file.reach(BATCH_ROOTS, file.always)
     online = file.reach(ONLINE_ROOTS, []) - batch
+    edge = file.reach(EDGE_ROOTS, []) - batch
     batch_lloc = analyze(code).lloc - file.lloc(units - batch)
-    return {"lloc_batch": float(batch_lloc), "lloc_online": float(file.lloc(online))}
+    return {"lloc_batch": float(batch_lloc), "lloc_online": float(file.lloc(online)),
+            "lloc_edge": float(file.lloc(edge))}

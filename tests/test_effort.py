@@ -1,4 +1,4 @@
-"""Effort counted fairly: a pipeline file's LLOC split into its batch path and its online path."""
+"""Effort counted fairly: a pipeline file's LLOC split into its batch path, its online path and its edge export."""
 
 from __future__ import annotations
 
@@ -88,7 +88,26 @@ def test_batch_and_online_paths_count_what_each_reaches(tmp_path):
 
 def test_a_batch_only_pipeline_has_no_online_lines():
     result = path_lloc(HEADER + SHARED + CLASS_HEAD + FIT + PREDICT)
-    assert result == {"lloc_batch": float(lloc(HEADER, SHARED, CLASS_HEAD, FIT, PREDICT)), "lloc_online": 0.0}
+    assert result == {"lloc_batch": float(lloc(HEADER, SHARED, CLASS_HEAD, FIT, PREDICT)), "lloc_online": 0.0,
+                      "lloc_edge": 0.0}
+
+
+EXPORT = '''
+    def export_edge(self, folder, X):
+        import onnx
+        return [{"format": "onnx", "feeds": [self._edge_rows(X)], "graph": str(onnx)}]
+
+    def _edge_rows(self, X):
+        return _features(X)
+'''
+
+
+def test_the_edge_export_counts_apart_from_the_batch_path():
+    result = path_lloc(HEADER + SHARED + CLASS_HEAD + FIT + PREDICT + EXPORT)
+    # the batch path is what it was without the export; the export's own lines (its import included, its
+    # helper method, not the shared _features already on the batch path) are lloc_edge
+    assert result["lloc_batch"] == lloc(HEADER, SHARED, CLASS_HEAD, FIT, PREDICT)
+    assert result["lloc_edge"] == lloc("class A:\n", EXPORT) - lloc("class A:\n") == 6
 
 
 def test_builtin_pipelines_split_their_whole_file(tmp_path):
@@ -96,7 +115,8 @@ def test_builtin_pipelines_split_their_whole_file(tmp_path):
 
     for name in available():
         effort = measure.code_effort(source_file(name))
-        assert effort["lloc_batch"] + effort["lloc_online"] <= effort["lloc"], name
+        assert effort["lloc_batch"] + effort["lloc_online"] + effort["lloc_edge"] <= effort["lloc"], name
+        assert effort["lloc_edge"] > 0, f"{name} has no edge export"
         assert effort["lloc_batch"] > 0.5 * effort["lloc"], name
     assert measure.code_effort(source_file("sklearn_linear"))["lloc_online"] == 0
     assert measure.code_effort(source_file("torch_mlp"))["lloc_online"] > 0

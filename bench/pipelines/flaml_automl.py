@@ -70,6 +70,36 @@ class Pipeline(BasePipeline):
     def predict_proba(self, X):
         return self.model_.predict_proba(X)
 
+    def export_edge(self, folder: Path, X) -> list[dict]:
+        """The model FLAML chose, as ONNX through its library's converter (onnxmltools for LightGBM and XGBoost,
+        skl2onnx for scikit-learn's), on rows FLAML has preprocessed: FLAML's own encoding (category codes)
+        stays with the app in Python, the graph holds the model alone."""
+        import numpy as np
+        estimator = self.model_.model.estimator
+        rows = self.model_.model._preprocess(self.model_.preprocess(X))
+        codes = {c: rows[c].cat.codes.where(rows[c].notna()) for c in rows.columns
+                 if isinstance(rows[c].dtype, pd.CategoricalDtype)}
+        Z = rows.assign(**codes).to_numpy(np.float32)
+        library, classifier = type(estimator).__module__.split(".")[0], hasattr(estimator, "predict_proba")
+        if library in ("lightgbm", "xgboost"):
+            import onnxmltools
+            from onnxmltools.convert.common.data_types import FloatTensorType
+
+            convert = onnxmltools.convert_lightgbm if library == "lightgbm" else onnxmltools.convert_xgboost
+            extra = {"zipmap": False} if library == "lightgbm" and classifier else {}
+            onx = convert(estimator, initial_types=[("X", FloatTensorType([None, Z.shape[1]]))], target_opset=15,
+                          **extra)
+        else:
+            from skl2onnx import convert_sklearn
+            from skl2onnx.common.data_types import FloatTensorType
+
+            onx = convert_sklearn(estimator, initial_types=[("X", FloatTensorType([None, Z.shape[1]]))],
+                                  options={"zipmap": False} if classifier else None, target_opset=15)
+        (folder / "model.onnx").write_bytes(onx.SerializeToString())
+        return [{"format": "onnx", "file": "model.onnx", "output": 1 if classifier else 0, "feeds": [Z],
+                 "graph": f"model only ({type(estimator).__name__}) on FLAML-preprocessed rows (category codes); "
+                          "the encoding stays with the app"}]
+
     def save(self, path: Path) -> None:
         self.model_.pickle(str(path / "automl.pkl"))
 

@@ -62,6 +62,26 @@ class Pipeline(BasePipeline):
     def predict_proba(self, X):
         return self.model_.predict_proba(X)
 
+    def export_edge(self, folder: Path, X) -> list[dict]:
+        """The whole pipeline, preprocessing included, as ONNX through skl2onnx: one graph input per column
+        (numbers as float32, text as strings, a missing level as ""), probabilities or values out."""
+        import pandas as pd
+        from skl2onnx import convert_sklearn
+        from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+
+        text = [c for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
+        inputs = [(c, StringTensorType([None, 1]) if c in text else FloatTensorType([None, 1])) for c in X.columns]
+        classifier = hasattr(self.model_, "predict_proba")
+        onx = convert_sklearn(self.model_, initial_types=inputs, options={"zipmap": False} if classifier else None,
+                              target_opset={"": 18, "ai.onnx.ml": 3})
+        (folder / "model.onnx").write_bytes(onx.SerializeToString())
+        feeds = [X[c].astype(object).where(X[c].notna(), "").astype(str).to_numpy() if c in text
+                 else X[c].to_numpy(np.float32) for c in X.columns]
+        return [{"format": "onnx", "file": "model.onnx", "output": 1 if classifier else 0,
+                 "graph": "whole pipeline: raw columns in (imputation, encoding, model), " +
+                          ("probabilities" if classifier else "values") + " out",
+                 "feeds": [f.reshape(-1, 1) for f in feeds]}]
+
     def save(self, path: Path) -> None:
         sio.dump(self.model_, path / "model.skops")
 

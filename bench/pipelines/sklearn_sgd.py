@@ -84,6 +84,31 @@ class Pipeline(BasePipeline):
     def native_model(self):
         return make_pipeline(self.features_, self.model_)
 
+    def export_edge(self, folder: Path, X) -> list[dict]:
+        """The whole pipeline, preprocessing included, as ONNX through skl2onnx: one graph input per column
+        (numbers as float32, text as strings, a missing level as ""). A regressor's target scaling is folded
+        into a copy of its weights, so the graph returns values in the target's units."""
+        from copy import deepcopy
+
+        import pandas as pd
+        from skl2onnx import convert_sklearn
+        from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+
+        model, classifier = deepcopy(self.model_), hasattr(self, "classes_")
+        if not classifier:
+            model.coef_, model.intercept_ = model.coef_ * self.y_std_, model.intercept_ * self.y_std_ + self.y_mean_
+        text = [c for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
+        inputs = [(c, StringTensorType([None, 1]) if c in text else FloatTensorType([None, 1])) for c in X.columns]
+        onx = convert_sklearn(make_pipeline(self.features_, model), initial_types=inputs,
+                              options={"zipmap": False} if classifier else None, target_opset={"": 18, "ai.onnx.ml": 3})
+        (folder / "model.onnx").write_bytes(onx.SerializeToString())
+        feeds = [X[c].astype(object).where(X[c].notna(), "").astype(str).to_numpy() if c in text
+                 else X[c].to_numpy(np.float32) for c in X.columns]
+        return [{"format": "onnx", "file": "model.onnx", "output": 1 if classifier else 0,
+                 "graph": "whole pipeline: raw columns in (imputation, encoding, model), " +
+                          ("probabilities" if classifier else "values") + " out",
+                 "feeds": [f.reshape(-1, 1) for f in feeds]}]
+
     def save(self, path: Path) -> None:
         sio.dump({"features": self.features_, "model": self.model_, "target": [self.y_mean_, self.y_std_]},
                  path / "model.skops")

@@ -206,6 +206,27 @@ class Pipeline(BasePipeline):
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.model_.parameters())
 
+    def export_edge(self, folder: Path, X) -> list[dict]:
+        """The network as ONNX through ``torch.onnx``, with the softmax (or the target's scaling) folded in;
+        the numpy encoding of raw rows stays with the app (the graph takes encoded rows)."""
+        classes, y_mean, y_std = self.classes_, self.y_mean_, self.y_std_
+
+        class Serve(nn.Module):
+            def __init__(self, net: nn.Module):
+                super().__init__()
+                self.net = net
+
+            def forward(self, x):
+                out = self.net(x)
+                return torch.softmax(out, dim=1) if classes else out[:, 0] * y_std + y_mean
+
+        Z = self.encode(X)
+        torch.onnx.export(Serve(self.model_).eval(), (Z[:1],), str(folder / "model.onnx"), input_names=["x"],
+                          output_names=["out"], dynamic_axes={"x": {0: "rows"}}, dynamo=False)
+        return [{"format": "onnx", "file": "model.onnx", "output": 0, "feeds": [Z.numpy()],
+                 "graph": "network only on encoded rows (softmax or target scaling included); the encoding "
+                          "stays with the app"}]
+
     def save(self, path: Path) -> None:
         torch.save(self.model_.state_dict(), path / "model.pt")
         state = {name: getattr(self, name) for name in self._STATE}
