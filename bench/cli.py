@@ -129,6 +129,24 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--out", type=Path, default=Path("results"), help="folder for the table and plot")
     st.add_argument("--tracking-uri")
 
+    dp = sub.add_parser("deploy", help="measure finished runs as deployed: exported to an edge runtime (ONNX, "
+                        "LiteRT) and served by MLflow's model server under open-loop load; logged onto the runs")
+    dp.add_argument("--targets", type=_csv, default=["edge", "service"], help="edge,service (default both)")
+    dp.add_argument("--suite", help="the runs of this suite's tasks (default quick)")
+    dp.add_argument("--tasks", type=_csv, help="task names or paths to task YAML files, comma-separated")
+    dp.add_argument("--pipelines", type=_csv, help="pipeline ids (default: all)")
+    dp.add_argument("--seeds", type=int, help="seeds 0..N-1 (default: every seed in the store)")
+    dp.add_argument("--force", action="store_true", help="measure runs that already carry the figures again")
+    dp.add_argument("--rates", type=_csv, default=["5", "20", "50", "100"],
+                    help="service: target request rates (Poisson arrivals per second), comma-separated")
+    dp.add_argument("--level-s", type=float, default=10.0, help="service: seconds per rate level (default 10)")
+    dp.add_argument("--level-requests", type=int, default=1000, help="service: most requests per level")
+    dp.add_argument("--objective-ms", type=float, default=50.0,
+                    help="service: the p99 objective for the highest sustainable rate (default 50 ms)")
+    dp.add_argument("--cold-start-repeats", type=int, default=3, help="edge: fresh runtime processes (median)")
+    dp.add_argument("--latency-n", type=int, default=1000, help="edge: timed single-row calls (>= 1000 for a p99)")
+    dp.add_argument("--tracking-uri")
+
     ck = sub.add_parser("check", help="run the pipeline contract's named checks on a pipeline file (or id), in this "
                         "process on tiny generated data; exit 1 if any fails")
     ck.add_argument("pipeline", metavar="PIPELINE_FILE", help="a .py file defining class Pipeline (any folder), "

@@ -226,6 +226,42 @@ def _execute(args: argparse.Namespace, jobs: list, config, on_event) -> list:
     return outcomes
 
 
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from bench import tracking
+    from bench.deploy.driver import TARGETS, DeployConfig, deploy
+
+    unknown = [t for t in args.targets if t not in TARGETS]
+    if unknown or not args.targets:
+        raise BenchError(f"unknown target {', '.join(unknown) or '(none)'}; give edge, service or edge,service",
+                         field="--targets")
+    try:
+        rates = [float(r) for r in args.rates]
+    except ValueError:
+        raise BenchError(f"rates must be numbers, got {','.join(args.rates)}", field="--rates") from None
+    for rate in rates or [0.0]:
+        check_number(rate, "--rates", 0, 100_000, low_open=True, unit="rps")
+    check_number(args.level_s, "--level-s", 0, 3600, low_open=True, unit="s")
+    check_number(args.level_requests, "--level-requests", 1, 10_000_000)
+    check_number(args.objective_ms, "--objective-ms", 0, 3_600_000, low_open=True, unit="ms")
+    check_number(args.cold_start_repeats, "--cold-start-repeats", 1, 1000)
+    check_number(args.latency_n, "--latency-n", 1, 10_000_000)
+    if args.seeds is not None:
+        check_number(args.seeds, "--seeds", 1, 1000)
+    uri = tracking.resolve_uri(args.tracking_uri)
+    tracking.validate_store(uri)
+    tasks = _select_tasks(args.suite, args.tasks)
+    pipelines = _select_pipelines(args.pipelines) if args.pipelines else None
+    config = DeployConfig(targets=args.targets, force=args.force, repeats=args.cold_start_repeats, rates=rates,
+                          level_s=args.level_s, level_requests=args.level_requests, objective_ms=args.objective_ms)
+    config.latency["n"] = args.latency_n
+    config.latency["min_n"] = min(config.latency["min_n"], args.latency_n)
+    signal.signal(signal.SIGTERM, raise_interrupt)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    rows = deploy(uri, tasks, pipelines, list(range(args.seeds)) if args.seeds else None, config)
+    print(f"{len(rows)} run(s) measured")
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from bench.measure import thread_env
 

@@ -192,10 +192,17 @@ def log_steps(uri: str, run_id: str, steps: list[tuple[int, dict[str, float]]],
         client.log_batch(run_id, metrics=batch[i:i + 900], tags=run_tags if i == 0 else [])
 
 
-def log_files(uri: str, run_id: str, paths: list[Path]) -> None:
+def log_files(uri: str, run_id: str, paths: list[Path], folder: str | None = None) -> None:
     client = _client(uri)
     for path in paths:
-        client.log_artifact(run_id, str(path))
+        client.log_artifact(run_id, str(path), folder)
+
+
+def logged_model_uri(uri: str, run_id: str) -> str | None:
+    """``models:/<id>`` of the flavour model logged as the run's output, None when it has none."""
+    outputs = _client(uri).get_run(run_id).outputs
+    models = getattr(outputs, "model_outputs", None) or []
+    return f"models:/{models[0].model_id}" if models else None
 
 
 def log_metrics(uri: str, run_id: str, metrics: dict[str, float]) -> None:
