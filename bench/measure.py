@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from bench import early_stopping
 from bench.procfs import tree_rss
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
@@ -124,10 +125,14 @@ class LatencyStats:
     n: int
     warmup: int
     samples_ns: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0))
+    p99_es_ms: float = float("nan")  # MLPerf's early-stopping p99 (bench.early_stopping); NaN below its minimum
 
     def as_metrics(self, prefix: str) -> dict[str, float]:
-        return {f"{prefix}_p50_ms": self.p50_ms, f"{prefix}_p90_ms": self.p90_ms,
-                f"{prefix}_p99_ms": self.p99_ms, f"{prefix}_mean_ms": self.mean_ms, f"{prefix}_n": self.n}
+        out = {f"{prefix}_p50_ms": self.p50_ms, f"{prefix}_p90_ms": self.p90_ms,
+               f"{prefix}_p99_ms": self.p99_ms, f"{prefix}_mean_ms": self.mean_ms, f"{prefix}_n": self.n}
+        if np.isfinite(self.p99_es_ms):
+            out[f"{prefix}_p99_es_ms"] = self.p99_es_ms
+        return out
 
 
 def single_row_latency(predict: Callable[[Any], Any], rows: Sequence[Any], n: int = 1000,
@@ -166,7 +171,9 @@ def single_row_latency(predict: Callable[[Any], Any], rows: Sequence[Any], n: in
             gc.enable()
     ms = samples[:done] / 1e6
     p50, p90, p99 = np.percentile(ms, [50, 90, 99])
-    return LatencyStats(float(p50), float(p90), float(p99), float(ms.mean()), done, warmup, samples[:done])
+    tail = early_stopping.estimate(ms.tolist())
+    return LatencyStats(float(p50), float(p90), float(p99), float(ms.mean()), done, warmup, samples[:done],
+                        float("nan") if tail is None else tail)
 
 
 @dataclass

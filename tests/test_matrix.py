@@ -115,11 +115,16 @@ def test_constraints_exclude_with_the_numbers_and_the_worst_task():
     assert d2.table.loc["fast", "reason"] == "excluded: online p99 latency 12 ms > 10 ms on rmse_task"
 
 
-def test_a_p99_from_few_calls_warns_instead_of_excluding():
-    runs = fake_runs({"a": {"latency_p99_ms": 41.0, "latency_n": 200.0}})
+def test_a_p99_limit_needs_the_calls_mlperfs_early_stopping_rule_needs():
+    runs = fake_runs({"few": {"latency_p99_ms": 2.0, "latency_n": 200.0},
+                      "enough": {"skill": 0.3, "latency_p99_ms": 3.0, "latency_p99_es_ms": 4.0, "latency_n": 1000.0}})
     d = decide.decide(aggregate.aggregate(runs), profile({"quality": 1}, [("latency_p99_ms", "max", 10.0)]))
-    assert d.winner == "a"
-    assert "warning: online p99 latency 41 ms > 10 ms but from only 200 timed calls" in d.table.loc["a", "reason"]
+    assert d.winner == "enough"
+    assert d.table.loc["few", "reason"] == ("excluded: online p99 latency: not enough calls (200 < 662) for MLPerf's "
+                                            "early-stopping estimate; rerun with --latency-n 1000")
+    # the constraint reads the early-stopping estimate, not the empirical percentile
+    d2 = decide.decide(aggregate.aggregate(runs), profile({"quality": 1}, [("latency_p99_ms", "max", 3.5)]))
+    assert d2.table.loc["enough", "reason"].startswith("excluded: online p99 latency 4 ms > 3.5 ms")
 
 
 def test_network_round_trip_is_added_to_online_latency():

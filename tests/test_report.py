@@ -21,10 +21,10 @@ from tests.conftest import fake_mlflow_runs, fake_runs
 
 TASKS = ("auc_a", "auc_b", "rmse_a", "rmse_b", "auc_c")  # five tasks: enough for Friedman and the CD diagram
 SPEC = {"sklearn_linear": {"skill": 0.7, "latency_p50_ms": 0.2, "latency_p99_ms": 0.5, "model_bytes": 5e3},
-        "sklearn_hgb": {"skill": 0.85, "latency_p50_ms": 0.8, "latency_p99_ms": 3.0, "model_bytes": 3e5},
+        "sklearn_hgb": {"skill": 0.85, "latency_p50_ms": 0.4, "latency_p99_ms": 0.9, "model_bytes": 3e5},
         "keras_mlp": {"skill": 0.8, "technology": "keras", "latency_p50_ms": 30.0, "latency_p99_ms": 41.0,
                       "model_bytes": 2e6, "lloc": 150.0},
-        "flaml_automl": {"skill": 0.9, "technology": "flaml", "latency_p50_ms": 1.0, "latency_p99_ms": 4.0,
+        "flaml_automl": {"skill": 0.9, "technology": "flaml", "latency_p50_ms": 0.5, "latency_p99_ms": 1.0,
                          "model_bytes": 1e6, "lloc": 30.0, "fit_wall_s": 30.0}}
 
 

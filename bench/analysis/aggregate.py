@@ -3,6 +3,13 @@
 - Quality is normalised per task *and split* (seed), so tasks with different metrics can be averaged:
   0 is the constant predictor on that split (``primary_constant``), 1 the best score any pipeline reached
   on it. A pipeline's quality is the mean over its tasks and seeds; its spread is over seeds.
+- Failures count (as automlbenchmark and TabArena do): every job of the planned grid (each task's seeds x
+  every pipeline in the selection) that did not finish (FAILED, KILLED, or no run at all) scores the constant
+  predictor, normalised quality 0, in quality and in ranks; ``imputed`` says how many per pipeline, and
+  ``failure_rate`` is that share of its planned jobs. Averaging finished runs only would make a pipeline
+  that fails on the hardest tasks look better than one that tried them.
+- Money (:mod:`bench.analysis.cost`) is derived per finished run at the given prices, then aggregated like
+  the other costs.
 - Costs (times, sizes, memory): per task the median over seeds (robust to one noisy run on a busy
   machine), then the geometric mean over tasks, because they span orders of magnitude between tasks.
 - Stream criteria come from the stream benchmark's runs of the online strategy.
@@ -18,8 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.analysis import stats
-from bench.analysis.criteria import CRITERIA, DONE, MEASURED, TAIL_MIN_CALLS, P, S, T, lower_is_better
+from bench.analysis import cost, stats
+from bench.analysis.criteria import CRITERIA, DONE, MEASURED, MONEY, TAIL_MIN_CALLS, P, S, T, lower_is_better
 from bench.metrics import METRICS
 from bench.store import FEED_STRATEGY
 
@@ -114,10 +121,10 @@ def stream_criteria(streamed: pd.DataFrame) -> pd.DataFrame:
     return _across(fin.groupby([P, T])[names].median(), names, level=P)
 
 
-def aggregate(runs: pd.DataFrame) -> Aggregate:
+def aggregate(runs: pd.DataFrame, price: cost.Prices | None = None) -> Aggregate:
     """One row per pipeline: every criterion, its spread over seeds, quality's bootstrap interval, mean rank."""
     runs, streamed = split_stream(runs)
-    agg = _aggregate_jobs(runs)
+    agg = _aggregate_jobs(runs, price or cost.Prices())
     stream_table = stream_criteria(streamed)
     if agg.table.empty or stream_table.dropna(how="all").empty:
         return agg
@@ -138,24 +145,27 @@ def aggregate(runs: pd.DataFrame) -> Aggregate:
     return agg
 
 
-def _aggregate_jobs(runs: pd.DataFrame) -> Aggregate:
+def _aggregate_jobs(runs: pd.DataFrame, price: cost.Prices) -> Aggregate:
     runs, duplicates = prepare(runs)
     if runs.empty or P not in runs:
         return Aggregate(pd.DataFrame(), pd.DataFrame(), runs, duplicates, ["no completed runs in the selection"])
     fin = runs[runs["status"] == "FINISHED"].copy()
     # All read before any is written: a criterion may share its name with another one's run metric (lloc).
     fin = fin.assign(**{name: _measured(fin, CRITERIA[name]) for name in MEASURED})
+    fin = fin.assign(**cost.per_run(fin, price))
     fin["quality"] = normalised_quality(fin) if len(fin) else pd.Series(dtype=float)
-    cols = ["quality", *MEASURED]
+    costs = [*MEASURED, *MONEY]
+    quality, planned = _imputed_quality(runs, fin)
     by_task = fin.groupby([P, T])
-    per_task = by_task[MEASURED].median()
-    per_task["quality"] = by_task["quality"].mean()
+    per_task = by_task[costs].median().reindex(quality.groupby([P, T]).size().index)
+    per_task["quality"] = quality.groupby([P, T])["quality"].mean()
     per_task["primary_score"] = by_task["primary_score"].mean()
-    per_task["seeds"] = by_task.size()
+    per_task["seeds"] = by_task.size().reindex(per_task.index).fillna(0).astype(int)
     if "latency_n" in fin:
         per_task["latency_n"] = by_task["latency_n"].min()
-    table = _across(per_task, cols, level=P)
-    per_seed = _across(fin, cols, keys=[fin[P], fin[S]])
+    table = _across(per_task, ["quality", *costs], level=P)
+    per_seed = _across(fin, costs, keys=[fin[P], fin[S]]).join(
+        quality.groupby([P, S])["quality"].mean(), how="outer")
     spread = per_seed.groupby(level=0).std().add_suffix("_sd")
     table = table.join(spread)
     table["quality_ci_low"], table["quality_ci_high"] = np.nan, np.nan
@@ -163,10 +173,28 @@ def _aggregate_jobs(runs: pd.DataFrame) -> Aggregate:
         table.loc[pipeline, ["quality_ci_low", "quality_ci_high"]] = stats.bootstrap_ci(values.to_numpy())
     if len(per_task):
         table["mean_rank"] = per_task["quality"].unstack(T).rank(ascending=False).mean(axis=1)
-    table = _counts(runs, fin).join(table, how="left")
+    table = _counts(runs, fin, planned).join(table, how="left")
     table.index.name = "pipeline"
-    return Aggregate(table, per_task, pd.concat([fin, runs[runs["status"] != "FINISHED"]]), duplicates,
-                     _data_notes(runs, fin, per_task))
+    notes = _data_notes(runs, fin, per_task)
+    if missing := int(planned["imputed"].sum() - (runs["status"] != "FINISHED").sum()):
+        notes.append(f"{missing} job(s) of the planned grid (each task's seeds x every pipeline) have no run "
+                     "(never run, or still running): they count as failures, quality 0")
+    notes.append(f"money at {price.describe()}")
+    return Aggregate(table, per_task, pd.concat([fin, runs[runs["status"] != "FINISHED"]]), duplicates, notes)
+
+
+def _imputed_quality(runs: pd.DataFrame, fin: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Quality per job of the planned grid, 0 (the constant predictor) where the job did not finish, and per
+    pipeline the planned and imputed job counts."""
+    seeds = runs.groupby(T)[S].unique()
+    grid = pd.DataFrame([(p, t, s) for t, ss in seeds.items() for s in ss for p in runs[P].unique()],
+                        columns=[P, T, S])
+    done = fin[[P, T, S, "quality"]].drop_duplicates([P, T, S])
+    quality = grid.merge(done, on=[P, T, S], how="left")
+    imputed = quality["quality"].isna()
+    quality["quality"] = quality["quality"].fillna(0.0)
+    planned = pd.DataFrame({"planned": quality.groupby(P).size(), "imputed": imputed.groupby(quality[P]).sum()})
+    return quality.set_index([P, T, S]), planned
 
 
 def _measured(fin: pd.DataFrame, criterion) -> pd.Series | float:
@@ -190,13 +218,15 @@ def _across(frame: pd.DataFrame, cols: list[str], level: str | None = None, keys
     return pd.DataFrame(out)
 
 
-def _counts(runs: pd.DataFrame, fin: pd.DataFrame) -> pd.DataFrame:
-    """Run counts, failure rate and a one-line failure summary per pipeline."""
+def _counts(runs: pd.DataFrame, fin: pd.DataFrame, planned: pd.DataFrame) -> pd.DataFrame:
+    """Run counts, imputed jobs, failure rate (of the planned jobs) and a one-line failure summary per pipeline."""
     by = runs.groupby(P)
     out = pd.DataFrame({"technology": by["technology"].first() if "technology" in runs else "",
                         "runs": by.size(), "finished": fin.groupby(P).size()}).fillna({"finished": 0})
     out["finished"] = out["finished"].astype(int)
-    out["failure_rate"] = 1 - out["finished"] / out["runs"]
+    out["planned"] = planned["planned"].reindex(out.index).fillna(0).astype(int)
+    out["imputed"] = planned["imputed"].reindex(out.index).fillna(0).astype(int)
+    out["failure_rate"] = out["imputed"] / out["planned"].where(out["planned"] > 0)
     out["tasks"] = fin.groupby(P)[T].nunique().reindex(out.index).fillna(0).astype(int)
     out["seeds"] = fin.groupby(P)[S].nunique().reindex(out.index).fillna(0).astype(int)
     failed = runs[runs["status"] != "FINISHED"]
@@ -223,12 +253,17 @@ def _data_notes(runs: pd.DataFrame, fin: pd.DataFrame, per_task: pd.DataFrame) -
     n_tasks = fin[T].nunique()
     for pipeline, count in fin.groupby(P)[T].nunique().items():
         if count < n_tasks:
-            notes.append(f"{pipeline} finished on {count} of {n_tasks} tasks: its averages cover fewer tasks")
+            notes.append(f"{pipeline} finished on {count} of {n_tasks} tasks: its quality counts the others as 0, "
+                         "its costs cover fewer tasks")
     if "latency_n" in fin and fin["latency_n"].notna().any():
         n_min = int(fin["latency_n"].min())
         if n_min < TAIL_MIN_CALLS:
-            notes.append(f"p99 latencies rest on as few as {n_min} timed calls: p99 limits gate only from "
-                         f"{TAIL_MIN_CALLS} calls on")
+            notes.append(f"p99 latencies rest on as few as {n_min} timed calls: MLPerf's early-stopping rule "
+                         f"states a p99 only from {TAIL_MIN_CALLS} calls on, so p99 limits exclude such runs")
+    if "latency_n" in fin:
+        estimate = fin["latency_p99_es_ms"] if "latency_p99_es_ms" in fin else pd.Series(np.nan, index=fin.index)
+        if (estimate.isna() & (fin["latency_n"] >= TAIL_MIN_CALLS)).any():
+            notes.append("some runs predate the early-stopping p99 estimate: their p99 is the empirical percentile")
     if "budget_s" in fin and fin["budget_s"].nunique() > 1:
         notes.append("runs with different budgets are mixed: " + ", ".join(
             f"{b} s" for b in sorted(fin["budget_s"].dropna().unique(), key=float)))

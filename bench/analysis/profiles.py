@@ -1,7 +1,16 @@
-"""Requirement profiles: hard constraints plus weights, loaded from YAML and validated.
+"""Requirement profiles: per criterion a hard limit, a target and a weight, loaded from YAML and validated.
 
-A profile is how a user states *their* requirements ("on the device, p99 under 10 ms and a model under
-5 MB; then quality matters most"). Built-ins live in ``bench/profiles/*.yaml``; a user's own file is given
+A profile is how a user states *their* requirements in their units ("on the device, p99 under 10 ms and a
+model under 5 MB; below 1 ms and 1 MB nobody notices the difference; then quality matters most"):
+
+- ``limit``: past it the pipeline is excluded, with the numbers ("online p99 latency 41 ms > 10 ms").
+- ``target``: at or better than it the criterion's utility is 1 (good enough is good enough); between the
+  target and the limit (or the criterion's default worst bound) it falls, on a log scale for times, sizes
+  and money, linearly for quality-like criteria.
+- ``weight``: how much the criterion counts in the weighted sum among the pipelines that meet every limit.
+
+Targets and limits are fixed by the profile, never taken from the pipelines compared, so adding a pipeline
+cannot reorder the others. Built-ins live in ``bench/analysis/profiles/*.yaml``; a user's own file is given
 by path. Every mistake in a file is one ``BenchError`` naming the file, the field and the fix, because a
 silently ignored typo in a weight would quietly change the decision.
 
@@ -9,19 +18,21 @@ Example (``my_profile.yaml``)::
 
     name: kiosk
     description: Touch-screen kiosk, predictions on the device.
-    constraints:
-      latency_p99_ms: {max: 20}
-      model_mb: {max: 50}
-    weights: {quality: 3, latency_p50_ms: 1, cold_start_s: 1}
-    bounds:                      # optional: fixed [worst, best] of a criterion's normalisation
-      latency_p50_ms: [200, 0.01]
+    criteria:
+      quality: {weight: 3}
+      latency_p99_ms: {limit: 20, target: 5, weight: 1}
+      model_mb: {limit: 50, target: 5}
+      serving_rss_mb: {limit: 500, target: 100, weight: 1}
     network_rtt_ms: 0            # optional: added to online latencies (cloud serving)
+
+The earlier form still loads: ``constraints`` (``{max: x}``/``{min: x}``, the same as ``limit``),
+``weights`` and ``bounds`` (a criterion's fixed ``[worst, best]``).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +42,7 @@ from bench.errors import BenchError
 BUILTIN_DIR = Path(__file__).resolve().parent / "profiles"
 DEFAULT_PROFILE = "balanced"
 TOP_KEYS = {"name": "the profile's name", "description": "free text",
+            "criteria": "a mapping criterion -> {limit: number, target: number, weight: number} (each optional)",
             "constraints": "a mapping criterion -> {max: number} or {min: number}",
             "weights": "a mapping criterion -> non-negative number",
             "bounds": "a mapping criterion -> [worst, best]",
@@ -64,15 +76,31 @@ class Profile:
     bounds: dict[str, tuple[float, float]]
     network_rtt_ms: float
     source: str
+    targets: dict[str, float] = field(default_factory=dict)
 
     def bound(self, criterion: str) -> tuple[float, float]:
-        """(worst, best) of the fixed normalisation: the same for every pipeline, whoever else is compared."""
-        return self.bounds.get(criterion, CRITERIA[criterion].bounds)
+        """(worst, best) of the fixed normalisation: the same for every pipeline, whoever else is compared.
+
+        Best is the target (utility 1 at or better than it); worst is the limit where one is strictly worse
+        than best (utility 0 just inside the limit), else the criterion's default or the ``bounds`` override.
+        """
+        worst, best = self.bounds.get(criterion, CRITERIA[criterion].bounds)
+        best = self.targets.get(criterion, best)
+        limit = self.limit(criterion)
+        if limit is not None and criterion not in self.bounds and _worse(criterion, limit, best):
+            worst = limit
+        return worst, best
+
+    def limit(self, criterion: str) -> float | None:
+        """The hard limit on the criterion's bad side ('max' for lower-is-better), if the profile has one."""
+        op = "min" if CRITERIA[criterion].higher_is_better else "max"
+        limits = [c.limit for c in self.constraints if c.criterion == criterion and c.op == op]
+        return (max(limits) if op == "min" else min(limits)) if limits else None
 
     def as_dict(self) -> dict[str, Any]:
-        used = sorted(set(self.weights) | {c.criterion for c in self.constraints})
+        used = sorted(set(self.weights) | {c.criterion for c in self.constraints} | set(self.targets))
         return {"name": self.name, "description": self.description, "source": self.source,
-                "weights": dict(self.weights),
+                "weights": dict(self.weights), "targets": dict(self.targets),
                 "constraints": [{"criterion": c.criterion, "op": c.op, "limit": c.limit} for c in self.constraints],
                 "bounds": {c: {"worst": self.bound(c)[0], "best": self.bound(c)[1],
                                "scale": "log" if CRITERIA[c].log else "linear"} for c in used},
@@ -112,13 +140,28 @@ def parse_profile(path: Path, source: str | None = None) -> Profile:
     description = data.get("description", "")
     if not isinstance(description, str):
         raise BenchError("expected free text", file=path, field="description")
-    weights = _weights(path, data.get("weights"))
-    constraints = _constraints(path, data.get("constraints") or {})
+    new_weights, limits, targets = _criteria(path, data.get("criteria") or {})
+    weights = _weights(path, data.get("weights"), required=not new_weights)
+    for name in set(weights) & set(new_weights):
+        raise BenchError(f"{name} has a weight under both weights and criteria; keep one", file=path,
+                         field=f"criteria.{name}.weight")
+    weights |= new_weights
+    if not any(weights.values()):
+        raise BenchError("all weights are 0; give at least one criterion a positive weight", file=path,
+                         field="criteria" if new_weights else "weights")
+    constraints = _constraints(path, data.get("constraints") or {}) + limits
     bounds = _bounds(path, data.get("bounds") or {})
     rtt = data.get("network_rtt_ms", 0)
     if not _number(rtt) or rtt < 0:
         raise BenchError(f"expected {TOP_KEYS['network_rtt_ms']}, got {rtt!r}", file=path, field="network_rtt_ms")
-    return Profile(name.strip(), description.strip(), weights, constraints, bounds, float(rtt), source or str(path))
+    profile = Profile(name.strip(), description.strip(), weights, constraints, bounds, float(rtt),
+                      source or str(path), targets)
+    for crit, target in targets.items():
+        worst = profile.bound(crit)[0]
+        if not _worse(crit, worst, target):
+            raise BenchError(f"the target {target:g} is not better than the worst end of the scale ({worst:g}); give "
+                             "a limit worse than the target or a bounds entry", file=path, field=f"criteria.{crit}")
+    return profile
 
 
 def with_network_rtt(profile: Profile, rtt_ms: float | None) -> Profile:
@@ -139,7 +182,9 @@ def _criterion(path: Path, field: str, name: object) -> str:
     return name
 
 
-def _weights(path: Path, raw: object) -> dict[str, float]:
+def _weights(path: Path, raw: object, required: bool = True) -> dict[str, float]:
+    if raw is None and not required:
+        return {}
     if not isinstance(raw, dict) or not raw:
         raise BenchError(f"missing or empty; expected {TOP_KEYS['weights']}, e.g. {{quality: 3, lloc: 1}}",
                          file=path, field="weights")
@@ -149,10 +194,48 @@ def _weights(path: Path, raw: object) -> dict[str, float]:
         if not _number(value) or value < 0:
             raise BenchError(f"expected a non-negative number, got {value!r}", file=path, field=f"weights.{key}")
         weights[name] = float(value)
-    if not any(weights.values()):
-        raise BenchError("all weights are 0; give at least one criterion a positive weight", file=path,
-                         field="weights")
     return weights
+
+
+def _criteria(path: Path, raw: object) -> tuple[dict[str, float], tuple[Constraint, ...], dict[str, float]]:
+    """The ``criteria`` block: weights, limits (as constraints on the criterion's bad side) and targets."""
+    if not isinstance(raw, dict):
+        raise BenchError(f"expected {TOP_KEYS['criteria']}", file=path, field="criteria")
+    weights, limits, targets = {}, [], {}
+    for key, spec in raw.items():
+        name = _criterion(path, f"criteria.{key}", key)
+        _check_entry(path, name, spec)
+        if "weight" in spec:
+            weights[name] = float(spec["weight"])
+        if "target" in spec:
+            targets[name] = float(spec["target"])
+        if "limit" in spec:
+            limits.append(Constraint(name, "min" if CRITERIA[name].higher_is_better else "max", float(spec["limit"])))
+    return weights, tuple(limits), targets
+
+
+def _check_entry(path: Path, name: str, spec: object) -> None:
+    """One ``criteria`` entry: known parts, numbers, log-scale values > 0, the target better than the limit."""
+    where = f"criteria.{name}"
+    if not isinstance(spec, dict) or not spec or set(spec) - {"weight", "target", "limit"}:
+        raise BenchError(f"expected {{limit: number, target: number, weight: number}} (each optional), got "
+                         f"{spec!r}", file=path, field=where)
+    for part, value in spec.items():
+        if not _number(value) or (part == "weight" and value < 0):
+            kind = "a non-negative number" if part == "weight" else "a number"
+            raise BenchError(f"expected {kind}, got {value!r}", file=path, field=f"{where}.{part}")
+    crit = CRITERIA[name]
+    if crit.log and any(spec.get(k, 1) <= 0 for k in ("target", "limit")):
+        raise BenchError(f"{name} is on a log scale: target and limit must be > 0", file=path, field=where)
+    if "target" in spec and "limit" in spec and not _worse(name, spec["limit"], spec["target"]):
+        better = "higher" if crit.higher_is_better else "lower"
+        raise BenchError(f"the target must be better ({better}) than the limit, got target {spec['target']} "
+                         f"and limit {spec['limit']}", file=path, field=where)
+
+
+def _worse(criterion: str, a: float, b: float) -> bool:
+    """Whether ``a`` is strictly worse than ``b`` on this criterion."""
+    return a < b if CRITERIA[criterion].higher_is_better else a > b
 
 
 def _constraints(path: Path, raw: object) -> tuple[Constraint, ...]:

@@ -37,6 +37,7 @@ def automl_vs_manual(agg: Aggregate) -> dict[str, Any]:
     rows = []
     for task, pt in agg.per_task.groupby(level=T):
         pt = pt.droplevel(T)
+        pt = pt[pt["seeds"] > 0] if "seeds" in pt else pt  # a pipeline with no finished run here has no score
         a_q, m_q = pt["quality"].reindex(auto).dropna(), pt["quality"].reindex(manual).dropna()
         if a_q.empty or m_q.empty:
             continue
