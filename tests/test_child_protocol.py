@@ -132,6 +132,12 @@ def test_the_summary_splits_the_suite_time_into_fit_measuring_and_overhead(tmp_p
         metrics["job_wall_s"] - metrics["phase_fit_s"] - metrics["measuring_s"], abs=1e-6)
     assert metrics["cold_start_s"] == pytest.approx(
         metrics["cold_import_s"] + metrics["cold_load_s"] + metrics["cold_first_predict_ms"] / 1e3)
+    # serving memory: the imports above a bare interpreter (pandas, scikit-learn, skops) plus load + one prediction
+    serving = metrics["serving_import_rss_mb"] + metrics["serving_model_rss_mb"]
+    assert metrics["serving_rss_mb"] == pytest.approx(serving)
+    assert 20 < metrics["serving_import_rss_mb"] < 4000 and metrics["serving_model_rss_mb"] >= 0
+    assert 5 < metrics["bare_rss_mb"] < metrics["serving_import_rss_mb"] + metrics["bare_rss_mb"]
+    assert "minus a bare one's" in run.data.params["serving_memory_protocol"]
     assert run.data.params["protocol_version"] == runner.PROTOCOL_VERSION == "2"
     assert run.data.tags["concurrent_jobs"] >= "1"
     assert not list(Path(tmp_path).glob("bench-jobs-*")), "job folders are removed"

@@ -11,6 +11,13 @@ this model and predicting one row (it depends on the model). The harness measure
 
 ``cold_start_s`` is their sum. :func:`full_probe` does the whole thing in one fresh process, the reference
 the split is checked against (``benchmarks/cold_start_split.py``).
+
+The same probes measure serving memory, the resident memory a process that only serves the model needs (what
+an edge device or a serving container must hold; training memory is another process's concern):
+``serving_import_rss_mb`` is the import probe's RSS after the imports minus the RSS of a bare interpreter
+started the same way (:func:`bare_probe`: the child protocol and nothing else), and ``serving_model_rss_mb``
+the RSS the model probe's child gains across loading the model and one prediction; ``serving_rss_mb`` is
+their sum.
 """
 
 from __future__ import annotations
@@ -20,8 +27,22 @@ import time
 _T0 = time.perf_counter()
 
 import json  # noqa: E402
+import os  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
+
+
+def rss_mb() -> float:
+    """This process's resident memory now, in MB (``/proc/self/statm``: a read, no sampling thread)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def bare_probe(folder: Path) -> None:
+    """Fresh interpreter running the child protocol and nothing else: the RSS serving memory is counted above."""
+    from bench.execution.child import write_result
+
+    write_result(folder, {"rss_mb": rss_mb()})
 
 
 def import_probe(folder: Path) -> None:
@@ -32,7 +53,7 @@ def import_probe(folder: Path) -> None:
     from bench.execution.child import read_spec, write_result
 
     load_module(read_spec(folder)["pipeline"])
-    write_result(folder, {"import_s": time.perf_counter() - _T0})
+    write_result(folder, {"import_s": time.perf_counter() - _T0, "rss_mb": rss_mb()})
 
 
 def model_probe(folder: Path) -> None:
@@ -45,12 +66,14 @@ def model_probe(folder: Path) -> None:
     spec = read_spec(folder)
     module = load_module(spec["pipeline"])
     row = pd.read_parquet(spec["row_file"])
+    before = rss_mb()
     t0 = time.perf_counter()
     model = module.Pipeline.load(Path(spec["model_dir"]))
     t1 = time.perf_counter()
     model.predict(row)
     t2 = time.perf_counter()
-    write_result(folder, {"load_s": t1 - t0, "first_predict_ms": (t2 - t1) * 1e3})
+    write_result(folder, {"load_s": t1 - t0, "first_predict_ms": (t2 - t1) * 1e3,
+                          "rss_growth_mb": max(0.0, rss_mb() - before)})
 
 
 def full_probe(pipeline: str, model_dir: str, row_file: str) -> dict[str, float]:

@@ -26,11 +26,13 @@ from bench.execution.pool import POOL
 JOB_ENTRY = "bench.execution.worker:job_main"
 IMPORT_PROBE = "bench.execution.coldstart:import_probe"
 MODEL_PROBE = "bench.execution.coldstart:model_probe"
+BARE_PROBE = "bench.execution.coldstart:bare_probe"
 PROBE_LIMIT_S = 300.0
 #: Phases that measure (the rest of a job's wall time is overhead): fit is counted apart.
 MEASURING_PHASES = ("scoring", "batch", "latency", "save", "cold_start")
 
 _IMPORT_PROBES: dict[tuple[str, int], dict[str, float]] = {}
+_BARE_RSS: list[float] = []  # RSS of a bare interpreter on the child protocol, measured once per process
 _PROBE_SECONDS: dict[tuple[str, int], float] = {}
 _PROBE_LOCK = threading.Lock()
 
@@ -73,21 +75,45 @@ def import_cold_start(pipeline: str, threads: int, env: dict[str, str], root: Pa
         if key in _IMPORT_PROBES:
             return _IMPORT_PROBES[key]
     walls: list[float] = []
+    rss: list[float] = []
     for _ in range(max(1, repeats)):
-        folder = Path(tempfile.mkdtemp(prefix=f"import-{pipeline}-", dir=root))
-        child.write_spec(folder, {"pipeline": pipeline, "cores": cores})
-        handle = child.start_fresh(IMPORT_PROBE, folder, env)
-        cause = child.supervise(handle, child.Limits(PROBE_LIMIT_S, float("inf")))
-        end = child.classify(handle, cause, child.Limits(PROBE_LIMIT_S, float("inf")))
-        shutil.rmtree(folder, ignore_errors=True)
+        end = _fresh_probe(IMPORT_PROBE, pipeline, env, root, cores)
         if not end.ok:
             return {}  # the pipeline cannot even be imported: its job records why
         walls.append(end.wall_s)
+        rss.append(float(end.result.get("rss_mb", float("nan"))))
     probe = {"cold_import_s": statistics.median(walls), "cold_import_n": float(len(walls))}
+    bare = bare_rss_mb(env, root, cores)
+    if bare is not None:
+        probe |= {"serving_import_rss_mb": max(0.0, statistics.median(rss) - bare), "bare_rss_mb": bare}
     with _PROBE_LOCK:
         _IMPORT_PROBES[key] = probe
         _PROBE_SECONDS[key] = sum(walls)
     return probe
+
+
+def _fresh_probe(entry: str, pipeline: str, env: dict[str, str], root: Path, cores: list[int] | None) -> child.End:
+    folder = Path(tempfile.mkdtemp(prefix=f"probe-{pipeline}-", dir=root))
+    child.write_spec(folder, {"pipeline": pipeline, "cores": cores})
+    handle = child.start_fresh(entry, folder, env)
+    limits = child.Limits(PROBE_LIMIT_S, float("inf"))
+    end = child.classify(handle, child.supervise(handle, limits), limits)
+    shutil.rmtree(folder, ignore_errors=True)
+    return end
+
+
+def bare_rss_mb(env: dict[str, str], root: Path, cores: list[int] | None) -> float | None:
+    """RSS of a fresh interpreter that runs the child protocol and imports nothing else (once per process):
+    what serving memory is counted above, so the interpreter itself is not charged to any framework."""
+    with _PROBE_LOCK:
+        if _BARE_RSS:
+            return _BARE_RSS[0]
+    end = _fresh_probe(BARE_PROBE, "bare", env, root, cores)
+    if not end.ok:
+        return None
+    with _PROBE_LOCK:
+        _BARE_RSS[:] = [float(end.result["rss_mb"])]
+        return _BARE_RSS[0]
 
 
 def warm_up(request: JobRequest) -> None:
@@ -127,13 +153,15 @@ def run(request: JobRequest, stop: threading.Event | None = None, heartbeat=None
     if "cold_import_s" in metrics:
         metrics["cold_start_s"] = metrics["cold_import_s"] + metrics["cold_load_s"] + \
             metrics["cold_first_predict_ms"] / 1e3
+    if "serving_import_rss_mb" in metrics:
+        metrics["serving_rss_mb"] = metrics["serving_import_rss_mb"] + metrics["serving_model_rss_mb"]
     return JobEnd(end, metrics)
 
 
 def model_cold_start(request: JobRequest, job_folder: Path,
                      stop: threading.Event | None) -> dict[str, float] | child.End:
     """The model's share: load and first prediction in children forked from the warm parent, median of N."""
-    loads, firsts = [], []
+    loads, firsts, growths = [], [], []
     limits = child.Limits(PROBE_LIMIT_S, request.limits.memory_mb)
     for i in range(max(1, request.cold_start_repeats)):
         folder = job_folder / f"probe-{i}"
@@ -146,8 +174,9 @@ def model_cold_start(request: JobRequest, job_folder: Path,
             return end
         loads.append(end.result["load_s"])
         firsts.append(end.result["first_predict_ms"])
+        growths.append(float(end.result.get("rss_growth_mb", 0.0)))
     return {"cold_load_s": statistics.median(loads), "cold_first_predict_ms": statistics.median(firsts),
-            "cold_start_n": float(len(loads))}
+            "cold_start_n": float(len(loads)), "serving_model_rss_mb": statistics.median(growths)}
 
 
 def overhead(metrics: dict[str, float], wall_s: float) -> dict[str, float]:

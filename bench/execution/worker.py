@@ -146,6 +146,9 @@ def run_job(spec: JobSpec, folder: Path) -> dict[str, Any]:
                                    f"{min(P99_MIN_CALLS, spec.latency_n)}), perf_counter_ns, GC off",
                "batch_protocol": f"{throughput.rows} rows resampled from test, median of {throughput.repeats}",
                "memory_protocol": "RSS sampled every 5 ms during fit, minus the RSS before fit",
+               "serving_memory_protocol": "serving_rss_mb = RSS of a fresh interpreter after importing the serving "
+                                          "code minus a bare one's (median of the import probes) + RSS growth of a "
+                                          "warm child loading the model and predicting one row (median)",
                "latency_model_path": "encode() outside timing, predict_encoded()" if has_model_path
                else "same as end to end (no separate encode step)"}
     tags = {"split_hash": split.hash}
