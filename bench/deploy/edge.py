@@ -3,7 +3,9 @@
 The figures, logged onto the run (suffix ``_<format>`` for a second format, e.g. Keras' LiteRT):
 
 - ``edge_exported`` (1/0) and tags ``edge_format``, ``edge_graph`` (what the graph holds and what is left to
-  the app), ``edge_error`` (the converter's reason, or the fidelity shortfall: "no edge export");
+  the app: a graph starting "whole pipeline" takes raw columns), ``edge_compare_with`` (the in-process
+  figure measuring the same thing: ``latency`` end to end, or ``model_latency`` for a network on encoded
+  rows), ``edge_error`` (the converter's reason, or the fidelity shortfall: "no edge export");
 - ``edge_model_bytes``; ``edge_latency_p50_ms``/``p90``/``p99``/``n`` (single row, one thread, fresh process);
 - ``edge_cold_start_s`` (process start to first answer: interpreter, runtime import, load, first row; median
   over fresh processes) with ``edge_import_s``, ``edge_load_s``, ``edge_first_predict_ms`` of the first one;
@@ -138,6 +140,8 @@ def measure_edge(pipeline: str, model_dir: Path, task_path: Path, seed: int, wor
         error = export.get("error", "")
         if not error:
             tags[f"{prefix}graph"] = export.get("graph", "")
+            whole = export.get("graph", "").startswith("whole pipeline")
+            tags[f"{prefix}compare_with"] = "latency" if whole else exported.get("peer", "latency")
             try:
                 measured = measure_export(exported["kind"], work / "edge" / "native.npz", export, work / f"x{i}",
                                           repeats, latency or LATENCY)

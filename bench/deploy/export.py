@@ -55,7 +55,13 @@ def export(pipeline: str, model_dir: Path, task_path: Path, seed: int, out: Path
     else:
         labels = pd.Index(list(data.classes)).get_indexer(np.asarray(pipe.predict(X_test)))
         np.savez(out / "native.npz", labels=labels, proba=np.asarray(pipe.predict_proba(X_test), np.float64))
-    result: dict[str, Any] = {"kind": task.kind, "rows": len(X_test), "exports": []}
+    from bench.api import BasePipeline
+
+    # Like with like: a graph of the whole pipeline against the in-process end-to-end latency, a model-only
+    # graph against the in-process model path where the pipeline has one.
+    model_path = type(pipe).encode is not BasePipeline.encode
+    result: dict[str, Any] = {"kind": task.kind, "rows": len(X_test), "exports": [],
+                              "peer": "model_latency" if model_path else "latency"}
     if not hasattr(pipe, "export_edge"):
         result["error"] = f"{pipeline} has no export_edge method"
         return result
