@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "cloud-realtime, online-learning, low-effort) or a path to a profile YAML file")
     mx.add_argument("--network-rtt-ms", type=float, help="network round trip added to online latencies "
                     "(overrides the profile's network_rtt_ms)")
+    mx.add_argument("--price-cpu-hour", type=float, help="dollars per vCPU-hour for the money criteria (default "
+                    "0.04048: AWS Fargate Linux/x86 on-demand, us-east-1)")
+    mx.add_argument("--price-gb-hour", type=float, help="dollars per GB-hour of memory (default 0.004445: the same)")
     mx.add_argument("--format", type=_csv, default=["csv", "md"], help="csv,md,json,html (default csv,md)")
     mx.add_argument("--out", type=Path, default=Path("results"), help="folder for the files (default results/)")
     mx.add_argument("--tracking-uri")

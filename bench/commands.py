@@ -182,10 +182,11 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 def cmd_matrix(args: argparse.Namespace) -> int:
     from bench import report, store, tracking
-    from bench.analysis import build
+    from bench.analysis import build, cost
     from bench.analysis.profiles import load_profile, with_network_rtt
 
     check_number(args.network_rtt_ms, "--network-rtt-ms", 0, 60_000, unit="ms")
+    price = cost.prices(args.price_cpu_hour, args.price_gb_hour)
     formats = report.check_formats(args.format)
     profile = with_network_rtt(load_profile(args.profile), args.network_rtt_ms)
     uri = tracking.resolve_uri(args.tracking_uri)
@@ -201,7 +202,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     if runs.empty:
         raise BenchError(f"no runs in {uri} for this selection; run `bench run` first or widen --tasks/"
                          "--pipelines", field="--tracking-uri")
-    result = build(runs, profile)
+    result = build(runs, profile, price)
     meta = report.describe(runs, result, uri=uri, suite=args.suite, tasks=task_names,
                            pipelines=args.pipelines, ui_url=args.ui_url)
     written = report.export(result, meta, formats, args.out)

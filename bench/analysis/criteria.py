@@ -101,6 +101,6 @@ def fmt_value(name: str, value: float) -> str:
         exp = min(int(math.log10(abs(value)) // 3), 3)
         text = f"{value / 10 ** (3 * exp):.3g}{'kMG'[exp - 1]}"
     else:
-        text = f"{value:.3g}"
+        text = f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
     return f"{text} {unit}".strip()
 

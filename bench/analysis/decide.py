@@ -123,6 +123,9 @@ def decide(agg: Aggregate, profile: Profile) -> Decision:
     for p, items in warnings.items():
         if items:
             table.loc[p, "reason"] += "; warning: " + "; ".join(items)
+    for p in table.index[table.get("imputed", pd.Series(0, index=table.index)).fillna(0) > 0]:
+        table.loc[p, "reason"] += (f"; {int(table.loc[p, 'imputed'])} of {int(table.loc[p, 'planned'])} jobs failed "
+                                   "or missing, scored as the constant predictor")
     for c in weights:
         table[f"u_{c}"] = util[c]
     if not feasible:
