@@ -69,8 +69,11 @@ def header_lines(m: Matrix, meta: dict[str, Any]) -> list[str]:
     runs = meta["runs"]
     lines = [f"profile: {p.name} ({p.source}): {p.description}",
              f"weights: {weights}", f"constraints (must hold on every task): {constraints}",
-             "normalisation: fixed bounds [worst, best] per criterion, log10 scale for times and sizes: " + ", ".join(
-                 f"{c} [{p.bound(c)[0]:g}, {p.bound(c)[1]:g}]" for c in p.weights)]
+             "targets (utility 1 at or better): " + (", ".join(
+                 f"{CRITERIA[c].label} {fmt_value(c, v)}" for c, v in getattr(p, "targets", {}).items()) or "none"),
+             "normalisation: fixed [worst, best] per criterion (best = target, worst = limit where given), log10 scale "
+             "for times, sizes and money: " + ", ".join(f"{c} [{p.bound(c)[0]:g}, {p.bound(c)[1]:g}]"
+                                                         for c in p.weights)]
     if p.network_rtt_ms:
         lines.append(f"network round trip added to online latencies: {p.network_rtt_ms:g} ms")
     sel = meta["selection"]

@@ -13,8 +13,9 @@ from bench.analysis.matrix import Matrix
 from bench.report.meta import header_lines
 
 SHOWN = ["quality", "fit_wall_s", "fit_cpu_s", "batch_rows_per_s", "latency_p50_ms", "latency_p99_ms", "model_mb",
-         "peak_rss_mb", "cold_start_s", "lloc", "lloc_total", "complexity", "online_learning", "failure_rate",
-         "update_ms", "drift_quality"]
+         "serving_rss_mb", "peak_rss_mb", "cold_start_s", "train_usd", "usd_per_million_batch",
+         "usd_per_million_online", "lloc", "lloc_total", "complexity", "online_learning", "failure_rate", "update_ms",
+         "drift_quality"]
 WITH_SPREAD = {"quality", "fit_wall_s", "latency_p50_ms"}
 
 
@@ -65,6 +66,8 @@ def _formatted(m: Matrix, criteria: list[str], scores: bool) -> pd.DataFrame:
         out["runs (tasks x seeds)"] = [f"{r} ({tk} x {s})" for r, tk, s in zip(t["runs"], t["tasks"], t["seeds"],
                                                                                  strict=True)]
         out["failures"] = t["failures"].fillna("")
+        if "imputed" in t:
+            out["imputed (quality 0)"] = [f"{i} of {n}" for i, n in zip(t["imputed"], t["planned"], strict=True)]
     return out.reset_index(drop=True)
 
 
@@ -74,6 +77,7 @@ def _criterion_columns(out: pd.DataFrame, m: Matrix, c: str, scores: bool) -> No
     limits = {k.criterion: f"{k.symbol} {fmt_value(k.criterion, k.limit)}" for k in d.profile.constraints}
     head = CRITERIA[c].label + (f" ({CRITERIA[c].unit})" if CRITERIA[c].unit else "")
     extras = ([f"w {d.weights[c]:g}"] if c in d.weights else []) + ([limits[c]] if c in limits else [])
+    extras += [f"target {fmt_value(c, d.profile.targets[c])}"] if c in getattr(d.profile, "targets", {}) else []
     head += f" [{', '.join(extras)}]" if extras else ""
     out[head] = [_cell(c, row) for _, row in t.iterrows()]
     if c != "quality":
