@@ -37,6 +37,13 @@ class Level:
     def percentile(self, q: float) -> float:
         return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
 
+    def p99_estimate(self) -> float:
+        """MLPerf's early-stopping p99 of the answered requests; NaN below the 662 it needs."""
+        from bench.early_stopping import estimate
+
+        value = estimate(self.latencies_ms)
+        return float("nan") if value is None else value
+
 
 def _send(port: int, jobs: queue.Queue, level: Level, lock: threading.Lock, timeout_s: float) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)

@@ -3,7 +3,8 @@
 Figures logged onto the run: ``service_ok`` (1/0), ``service_start_s`` (process start to the first /ping
 answer: model download, framework import, model load), ``service_rss_mb`` (the server's process tree after
 the load), per target rate R (``r<R>`` in the name) ``service_p50_ms_r<R>``, ``service_p99_ms_r<R>``
-(scheduled arrival to response end), ``service_rps_r<R>`` (achieved), ``service_errors_r<R>`` and
+(scheduled arrival to response end; ``service_p99_es_ms_r<R>``: MLPerf's early-stopping estimate, NaN below the
+662 answers it needs), ``service_rps_r<R>`` (achieved), ``service_errors_r<R>`` and
 ``service_sent_r<R>``, and ``service_max_rps``: the highest target rate whose p99 stayed under the objective
 with no errors. Tags say what was measured (``service_server``, ``service_payload``, ``service_objective_ms``,
 ``service_rates``) or why it could not be (``service_error``).
@@ -49,7 +50,9 @@ def measure_service(model_uri: str, tracking_uri: str, bodies: list[bytes], rate
                 levels.append(level)
                 name = rate_name(rate)
                 metrics |= {f"service_p50_ms_{name}": level.percentile(50),
-                            f"service_p99_ms_{name}": level.percentile(99), f"service_rps_{name}": level.achieved_rps,
+                            f"service_p99_ms_{name}": level.percentile(99),
+                            f"service_p99_es_ms_{name}": level.p99_estimate(),
+                            f"service_rps_{name}": level.achieved_rps,
                             f"service_errors_{name}": float(level.errors), f"service_sent_{name}": float(level.sent)}
                 if not server.alive():
                     raise ServerError(f"the model server died during the {rate:g} rps level (exit "
