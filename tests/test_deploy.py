@@ -78,7 +78,7 @@ def test_an_exported_pipeline_is_measured_in_a_fresh_runtime_process(tmp_path):
     assert m["edge_agreement"] >= edge.MIN_AGREEMENT and m["edge_max_abs_diff"] < 1e-4
     assert m["edge_latency_n"] == TINY_LATENCY["n"] and 0 < m["edge_latency_p50_ms"] <= m["edge_latency_p99_ms"]
     assert m["edge_import_s"] + m["edge_load_s"] < m["edge_cold_start_s"]  # the interpreter's start is in it
-    assert 10 < m["edge_serving_rss_mb"] < 400  # onnxruntime and numpy, no framework, no pandas
+    assert 1 < m["edge_serving_rss_mb"] < m["edge_process_rss_mb"] < 400  # onnxruntime, numpy: no framework, no pandas
     assert m["edge_runtime_mb"] > 1 and m["edge_model_bytes"] == Path(out["files"][0]).stat().st_size
 
 

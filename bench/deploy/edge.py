@@ -10,8 +10,9 @@ The figures, logged onto the run (suffix ``_<format>`` for a second format, e.g.
   and ``edge_latency_p99_es_ms``, MLPerf's early-stopping p99 estimate (NaN below its 662 calls);
 - ``edge_cold_start_s`` (process start to first answer: interpreter, runtime import, load, first row; median
   over fresh processes) with ``edge_import_s``, ``edge_load_s``, ``edge_first_predict_ms`` of the first one;
-- ``edge_serving_rss_mb`` (the probe process after its latency loop), ``edge_runtime_mb`` (installed size of
-  the runtime's distribution, numpy not counted: every form needs it);
+- ``edge_serving_rss_mb`` (what the probe process holds after its latency loop above a bare interpreter, as the
+  suite's ``serving_rss_mb`` counts it; ``edge_process_rss_mb`` the whole process), ``edge_runtime_mb``
+  (installed size of the runtime's distribution, numpy not counted: every form needs it);
 - fidelity on every test row: ``edge_agreement`` (classification: share of labels identical to the native
   model's ``predict``; regression: share within ``REGRESSION_TOLERANCE`` of the native prediction's spread)
   and ``edge_max_abs_diff`` (probabilities, or values).
@@ -126,7 +127,8 @@ def measure_export(kind: str, native: Path, export: dict[str, Any], work: Path, 
                "latency_p99_es_ms": _estimate(times), "latency_n": float(len(times)),
                "cold_start_s": statistics.median(colds),
                "import_s": full["import_s"], "load_s": full["load_s"], "first_predict_ms": full["first_predict_ms"],
-               "serving_rss_mb": full["rss_mb"], "runtime_mb": runtime_mb(export["format"]),
+               "serving_rss_mb": full["rss_mb"], "process_rss_mb": full["process_rss_mb"],
+               "runtime_mb": runtime_mb(export["format"]),
                "agreement": agreement, "max_abs_diff": max_diff}
     error = ""
     if not agreement >= MIN_AGREEMENT:

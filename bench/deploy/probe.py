@@ -4,7 +4,8 @@ Run as ``python -m bench.deploy.probe SPEC_JSON``. It imports the standard libra
 only (no framework, no pandas, no MLflow), so its cold start is the deployed form's: interpreter start,
 runtime import, model load, first single-row answer. With ``"full": true`` it goes on to the single-row
 latency loop (the suite's protocol: warm-up, then timed calls with the collector off until ``n`` calls or
-``cap_s``, never below ``min_n``), reads its own RSS (what serving the model costs the process) and answers
+``cap_s``, never below ``min_n``), reads its own RSS (what serving the model adds to a bare interpreter, as the
+suite's ``serving_rss_mb`` counts it; and the whole process's) and answers
 every test row in one batch for the fidelity check. Results go to ``result.json`` beside the spec.
 """
 
@@ -90,6 +91,7 @@ def _latency(run, rows: list, n: int, warmup: int, cap_s: float, min_n: int) -> 
 
 
 def main(spec_file: str) -> dict:
+    bare_rss = _rss_mb()  # a bare interpreter: what any process pays, left out as in the suite's serving memory
     spec = json.loads(Path(spec_file).read_text())
     import numpy as np
 
@@ -107,7 +109,7 @@ def main(spec_file: str) -> dict:
     if spec.get("full"):
         rows = [[f[i:i + 1] for f in feeds] for i in range(min(spec["n"], len(feeds[0])))]
         times = _latency(run, rows, spec["n"], spec["warmup"], spec["cap_s"], spec["min_n"])
-        result |= {"latency_ms": times, "rss_mb": _rss_mb()}
+        result |= {"latency_ms": times, "rss_mb": _rss_mb() - bare_rss, "process_rss_mb": _rss_mb()}
         outputs = np.asarray(run(feeds), np.float64)
         np.save(Path(spec_file).with_name("outputs.npy"), outputs)
     return result
