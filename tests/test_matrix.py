@@ -254,6 +254,16 @@ def test_builtin_profiles_load():
     ("weights: {quality: 1}\nbounds: {model_mb: [0.1, 5]}", "bounds.model_mb", "best lower than worst"),
     ("weights: {quality: 1}\nlimits: {}", "limits", "unknown key"),
     ("weights: {quality: 1}\nnetwork_rtt_ms: -3", "network_rtt_ms", "non-negative"),
+    ("criteria: {model_mb: {limit: 5, target: 10}}\nweights: {quality: 1}", "criteria.model_mb",
+     "the target must be better (lower) than the limit"),
+    ("criteria: {quality: {limit: 0.9, target: 0.5, weight: 1}}", "criteria.quality",
+     "the target must be better (higher) than the limit"),
+    ("criteria: {model_mb: {max: 5}}\nweights: {quality: 1}", "criteria.model_mb", "{limit: number, target: number"),
+    ("criteria: {model_mb: {target: 0, weight: 1}}", "criteria.model_mb", "log scale"),
+    ("criteria: {quality: {weight: -1}}", "criteria.quality.weight", "non-negative"),
+    ("criteria: {quality: {weight: 1}}\nweights: {quality: 2}", "criteria.quality.weight", "keep one"),
+    ("criteria: {train_usd: {target: 50, weight: 1}}", "criteria.train_usd", "not better than the worst end"),
+    ("criteria: {model_mb: {limit: 5}}", "weights", "missing or empty"),
     ("weights: [quality", None, "malformed YAML at line"),
     ("weights: &w {quality: 1}\nbounds: *w", "weights", "anchor"),
     ("weights: {quality: 1}\nweights: {quality: 2}", "weights", "duplicate key"),
@@ -265,6 +275,26 @@ def test_a_bad_profile_is_one_error_naming_file_field_and_fix(tmp_path, text, fi
         parse_profile(path)
     assert err.value.file == str(path) and err.value.field == field and fix in err.value.message
     assert "\n" not in str(err.value)
+
+
+def test_targets_and_limits_set_the_fixed_scale_and_old_profile_files_still_load(tmp_path):
+    new = tmp_path / "new.yaml"
+    new.write_text("criteria:\n  quality: {weight: 3}\n  latency_p99_ms: {limit: 10, target: 1, weight: 1}\n"
+                   "  model_mb: {limit: 5}\n  failure_rate: {limit: 0.25}\n")
+    p = parse_profile(new)
+    assert p.weights == {"quality": 3.0, "latency_p99_ms": 1.0} and p.targets == {"latency_p99_ms": 1.0}
+    assert {(c.criterion, c.op, c.limit) for c in p.constraints} == {
+        ("latency_p99_ms", "max", 10.0), ("model_mb", "max", 5.0), ("failure_rate", "max", 0.25)}
+    assert p.bound("latency_p99_ms") == (10.0, 1.0) and p.bound("model_mb") == (5.0, 0.001)
+    u = decide.utility(pd.Series([0.2, 1.0, 3.1623, 10.0, 40.0]), criteria.CRITERIA["latency_p99_ms"],
+                       p.bound("latency_p99_ms"))
+    assert list(u.round(3)) == [1.0, 1.0, 0.5, 0.0, 0.0], "1 at or under the target, log-linear to 0 at the limit"
+    old = tmp_path / "old.yaml"
+    old.write_text("weights: {quality: 3, latency_p99_ms: 1}\nconstraints: {latency_p99_ms: {max: 10}}\n"
+                   "bounds: {latency_p99_ms: [10, 1]}\n")
+    q = parse_profile(old)
+    assert q.weights == p.weights and q.bound("latency_p99_ms") == p.bound("latency_p99_ms")
+    assert [(c.criterion, c.op, c.limit) for c in q.constraints] == [("latency_p99_ms", "max", 10.0)]
 
 
 def test_cli_reports_a_bad_profile_on_one_line(tmp_path, capsys):
