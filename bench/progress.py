@@ -99,3 +99,7 @@ def print_summary(outcomes: list[Outcome], uri: str, wall_s: float | None = None
     for o in outcomes:
         if o.status == "failed":
             console.print(f"  [red]FAILED[/red] {o.job.label} ({o.cause}): {o.message[:300]}")
+    for o in outcomes:
+        if o.model_error:
+            console.print(f"  [yellow]MODEL NOT LOGGED[/yellow] {o.job.label}: no MLflow model to serve or "
+                          f"register ({o.model_error[:300]})")

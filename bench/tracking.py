@@ -54,20 +54,35 @@ def _artifact_root(uri: str) -> Path | None:
     return None
 
 
-def experiment_id(uri: str, name: str) -> str:
+#: The experiment tag the MLflow 3 UI reads to choose its landing page: without it an experiment opens on the
+#: GenAI overview (traces); with this value it opens on the runs table.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+NOTE_TAG = "mlflow.note.content"  # the experiment's description in the UI
+
+
+def experiment_id(uri: str, name: str, description: str = "") -> str:
+    """The experiment's id, created if missing, tagged as a model-training experiment with ``description``.
+
+    An experiment made before these tags existed (or by someone else) gets them the next time a run logs into
+    it; a description someone wrote in the UI is never overwritten.
+    """
     client = _client(uri)
     found = client.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
-    root = _artifact_root(uri)
-    location = (root / name).as_uri() if root else None
-    try:
-        return client.create_experiment(name, artifact_location=location)
-    except Exception:  # another process created it between our read and create
-        found = client.get_experiment_by_name(name)
-        if found is None:
-            raise
-        return found.experiment_id
+    if found is None:
+        root = _artifact_root(uri)
+        location = (root / name).as_uri() if root else None
+        tags = dict([EXPERIMENT_KIND]) | ({NOTE_TAG: description} if description else {})
+        try:
+            return client.create_experiment(name, artifact_location=location, tags=tags)
+        except Exception:  # another process created it between our read and create
+            found = client.get_experiment_by_name(name)
+            if found is None:
+                raise
+    missing = dict([EXPERIMENT_KIND]) | ({NOTE_TAG: description} if description else {})
+    for key, value in missing.items():
+        if key not in found.tags:
+            client.set_experiment_tag(found.experiment_id, key, value)
+    return found.experiment_id
 
 
 def finished_job_keys(uri: str, experiment_ids: list[str]) -> set[str]:
@@ -210,22 +225,48 @@ def log_metrics(uri: str, run_id: str, metrics: dict[str, float]) -> None:
     log_steps(uri, run_id, [], metrics=metrics)
 
 
-def log_job_models(uri: str, run_id: str, folder: Path | None, technology: str) -> None:
+def log_datasets(uri: str, run_id: str, name: str, digest: str, source_uri: str, rows: dict[str, int],
+                 schema: str | None = None, origin: str = "") -> None:
+    """The job's train and test rows as MLflow dataset inputs (the run page's and runs table's Dataset column).
+
+    Metadata only, no data copied: ``name`` is the task, the digest is the split hash with the context
+    appended (``<split hash>-train``, ``-test``: the store keeps one input per name and digest and run, so the
+    two halves need two digests; the same rows give the same digest on every pipeline), ``source_uri`` the
+    task definition the rows come from, ``rows`` the row count per context, ``schema`` the columns as MLflow's
+    ``mlflow_colspec`` JSON, ``origin`` where the task file takes its data from (``sklearn:load_wine``, a
+    CSV...), kept in the dataset's profile.
+    """
+    import json
+
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    inputs = [DatasetInput(Dataset(name=name, digest=f"{digest}-{context}", source_type="local",
+                                   source=json.dumps({"uri": source_uri}), schema=schema,
+                                   profile=json.dumps({"num_rows": n, "origin": origin})),
+                           tags=[InputTag("mlflow.data.context", context)])
+              for context, n in rows.items()]
+    _client(uri).log_inputs(run_id, datasets=inputs)
+
+
+def log_job_models(uri: str, run_id: str, folder: Path | None, technology: str) -> str:
     """A job child's saved models: ``native/`` (the pipeline's own format) as run artifacts, and the MLflow
     flavour model the child wrote in ``mlflow_model/`` as a LoggedModel of the run.
 
     The child saved the flavour model (its framework was loaded there); here it becomes what
     ``mlflow.<flavour>.log_model`` would have made: a LoggedModel linked to the run as an output, with the
-    run and model ids written into its MLmodel file. A failure is a tag and never fails the run.
+    run and model ids written into its MLmodel file. A failure is a tag (and the returned text) and never
+    fails the run; "" when the flavour model was logged or the pipeline has none.
     """
     if folder is None:
-        return
+        return ""
     client = _client(uri)
     if (folder / "model").is_dir():
         client.log_artifacts(run_id, str(folder / "model"), "native")
+    if (folder / "predictions.parquet").is_file():  # the test-set predictions, for `bench rescore`
+        client.log_artifact(run_id, str(folder / "predictions.parquet"))
     flavour_dir = folder / "mlflow_model"
     if not (flavour_dir / "MLmodel").is_file():
-        return
+        return ""
     try:
         from mlflow.entities import LoggedModelOutput
         from mlflow.models import Model
@@ -241,7 +282,10 @@ def log_job_models(uri: str, run_id: str, folder: Path | None, technology: str) 
         client.finalize_logged_model(model.model_id, "READY")
         client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=0)])
     except Exception as exc:  # the measurements stand; say why the flavour model is missing
-        client.set_tag(run_id, "model_logging_error", f"{type(exc).__name__}: {exc}"[:5000])
+        error = f"{type(exc).__name__}: {exc}"[:5000]
+        client.set_tag(run_id, "model_logging_error", error)
+        return error
+    return ""
 
 
 # The store's creation and checks, and the claim protocol, live in their own modules; these names stay

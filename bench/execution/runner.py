@@ -16,7 +16,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -33,6 +33,11 @@ from bench.tasks import Task
 #: 2: latency loops capped in time (never below 662 calls), cold start = import probe + model probe.
 PROTOCOL_VERSION = "2"
 _ROOT_LOCK = threading.Lock()
+
+
+def new_invocation_id() -> str:
+    """One ``bench run``'s id, on every run it logs (tag ``invocation``): sortable by time, unique by chance."""
+    return time.strftime("%Y%m%d-%H%M%S-") + os.urandom(2).hex()
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ class RunConfig:
     workers: int = 1
     jobs: int = 1
     job_root: Path | None = None
+    invocation: str = field(default_factory=new_invocation_id)
 
     def root(self) -> Path:
         """The folder of this run's job folders, created on first use and removed by :func:`run_all`."""
@@ -97,6 +103,7 @@ class Outcome:
     fit_s: float = 0.0
     measuring_s: float = 0.0
     overhead_s: float = 0.0
+    model_error: str = ""  # why the run has no MLflow flavour model ("" when it has one)
 
 
 def job_key(job: Job, config: RunConfig) -> str:
@@ -117,7 +124,8 @@ def run_tags(job: Job, config: RunConfig, key: str) -> dict[str, str]:
             "seed": str(job.seed), "suite": config.suite, "job_key": key, "task_hash": job.task.definition_hash,
             "pipeline_hash": source_hash(job.pipeline), "executor": config.executor,
             "workers": str(config.workers), "cpu_model": machine["cpu_model"],
-            "git_revision": machine["git_revision"], "mlflow.runName": job.run_name}
+            "git_revision": machine["git_revision"], "invocation": config.invocation,
+            "mlflow.runName": job.run_name}
 
 
 def run_params(job: Job, config: RunConfig) -> dict[str, str]:
@@ -146,8 +154,8 @@ def pending_jobs(jobs: list[Job], config: RunConfig) -> tuple[list[PendingJob], 
     Creates each task's experiment here, in the parent, before any worker starts (concurrent
     creation of a fresh SQLite store fails).
     """
-    names = {j.task.name for j in jobs}
-    experiments = {name: tracking.experiment_id(config.tracking_uri, name) for name in names}
+    names = {j.task.name: j.task.description for j in jobs}
+    experiments = {name: tracking.experiment_id(config.tracking_uri, name, text) for name, text in names.items()}
     done = set() if config.force else tracking.finished_job_keys(config.tracking_uri, list(experiments.values()))
     pending, skipped = [], []
     for job in jobs:
@@ -192,6 +200,7 @@ def record(job: Job, config: RunConfig, run_id: str, ended: suite_job.JobEnd, st
            slot_cores: list[int] | None) -> Outcome:
     """Log what the child measured, in batch, and end the run; the job's folder goes afterwards."""
     uri, end = config.tracking_uri, ended.end
+    model_error = ""
     try:
         if end.cause == "abandoned":  # another process owns the job now: write nothing more
             return Outcome(job, "failed", run_id, end.cause, end.message, time.monotonic() - started)
@@ -204,7 +213,7 @@ def record(job: Job, config: RunConfig, run_id: str, ended: suite_job.JobEnd, st
             tracking.log_job_result(uri, run_id, {"metrics": metrics, "params": end.result["params"],
                                                   "tags": end.result["tags"] | tags})
             if end.ok:
-                tracking.log_job_models(uri, run_id, end.folder, end.result.get("technology", ""))
+                model_error = log_lineage(job, uri, run_id, end)
             metrics["phase_logging_s"] = time.perf_counter() - t0
             times = suite_job.overhead(metrics, time.monotonic() - started)
             tracking.log_metrics(uri, run_id, {"phase_logging_s": metrics["phase_logging_s"]} | times)
@@ -212,7 +221,8 @@ def record(job: Job, config: RunConfig, run_id: str, ended: suite_job.JobEnd, st
             tracking.finish_run(uri, run_id)
             return Outcome(job, "finished", run_id, seconds=times["job_wall_s"],
                            primary_score=metrics["primary_score"], fit_s=metrics.get("phase_fit_s", 0.0),
-                           measuring_s=times["measuring_s"], overhead_s=times["overhead_s"])
+                           measuring_s=times["measuring_s"], overhead_s=times["overhead_s"],
+                           model_error=model_error)
         message = end.message
         if end.cause == "timeout":
             message = f"killed after the time limit of {config.time_limit_s:.0f} s (budget {config.budget_s:g} s " \
@@ -221,6 +231,17 @@ def record(job: Job, config: RunConfig, run_id: str, ended: suite_job.JobEnd, st
         return Outcome(job, "failed", run_id, end.cause, message, time.monotonic() - started)
     finally:
         suite_job.cleanup(end.folder)
+
+
+def log_lineage(job: Job, uri: str, run_id: str, end: child.End) -> str:
+    """The run's dataset inputs and models; returns why its flavour model is missing ("" when logged)."""
+    result = end.result or {}
+    if split_hash := result.get("tags", {}).get("split_hash"):
+        rows = {"train": int(result["params"]["n_train"]), "test": int(result["params"]["n_test"])}
+        tracking.log_datasets(uri, run_id, job.task.name, split_hash, job.task.path.resolve().as_uri(), rows,
+                              result.get("dataset_schema"), job.task.source_label)
+    logged = tracking.log_job_models(uri, run_id, end.folder, result.get("technology", ""))
+    return result.get("tags", {}).get("model_logging_error", "") or logged
 
 
 class JobQueue:

@@ -104,6 +104,11 @@ def run_job(spec: JobSpec, folder: Path) -> dict[str, Any]:
     scores = score_all(task.kind, y_test, pred, proba, data.classes, task.positive_label)
     const_pred, const_proba = constant_predictions(task.kind, y_train, len(y_test), data.classes)
     baseline = score_all(task.kind, y_test, const_pred, const_proba, data.classes, task.positive_label)
+    from bench.predictions import PREDICTIONS_FILE, write_predictions  # kept for `bench rescore`
+
+    write_predictions(folder / PREDICTIONS_FILE, kind=task.kind, rows=split.test, y_true=y_test, pred=pred,
+                      proba=proba, classes=data.classes, positive_label=task.positive_label, split_hash=split.hash,
+                      task=task.name, metric=task.metric)
     phases.lap("scoring")
 
     rng = np.random.default_rng(spec.seed)
@@ -124,7 +129,7 @@ def run_job(spec: JobSpec, folder: Path) -> dict[str, Any]:
     model_dir.mkdir(exist_ok=True)
     pipe.save(model_dir)
     X_test.iloc[[0]].to_parquet(folder / "row.parquet")
-    flavour_error = save_flavour_model(pipe, module.Pipeline.technology, folder / "mlflow_model")
+    flavour_error = save_flavour_model(pipe, module.Pipeline.technology, folder / "mlflow_model", X_test.iloc[:5])
     phases.lap("save")
 
     metrics: dict[str, float] = {f"test_{k}": v for k, v in scores.items()}
@@ -157,19 +162,54 @@ def run_job(spec: JobSpec, folder: Path) -> dict[str, Any]:
     if flavour_error:
         tags["model_logging_error"] = flavour_error
     return {"metrics": metrics, "params": {k: str(v)[:500] for k, v in params.items()}, "tags": tags,
-            "technology": module.Pipeline.technology}
+            "technology": module.Pipeline.technology, "dataset_schema": dataset_schema(X_train)}
 
 
-def save_flavour_model(pipe: Any, technology: str, path: Path) -> str:
+def dataset_schema(X: Any) -> str | None:
+    """The task's feature columns as MLflow's ``mlflow_colspec`` JSON, for the supervisor's dataset inputs
+    (inferred here, where the rows are, from a few of them)."""
+    import json
+
+    try:
+        from mlflow.models import infer_signature
+
+        return json.dumps({"mlflow_colspec": infer_signature(X.head(100)).inputs.to_dict()})
+    except Exception:  # noqa: BLE001 - a column type MLflow cannot describe: the inputs go without a schema
+        return None
+
+
+def flavour_example(pipe: Any, technology: str, native: Any, rows: Any) -> tuple[Any, Any]:
+    """(input example, signature) in what the native model itself takes: the raw columns for scikit-learn
+    and FLAML (their preprocessing is inside the model), the encoded float matrix for the networks."""
+    from mlflow.models import infer_signature
+
+    if technology == "pytorch":
+        import torch
+
+        example = pipe.encode(rows).numpy()
+        with torch.inference_mode():
+            output = native(torch.from_numpy(example)).numpy()
+    elif technology == "keras":
+        example = pipe.encode(rows).numpy()
+        output = native.predict_on_batch(example)
+    else:
+        example, output = rows, native.predict(rows)
+    return example, infer_signature(example, output)
+
+
+def save_flavour_model(pipe: Any, technology: str, path: Path, rows: Any) -> str:
     """The model in its framework's MLflow flavour (the supervisor logs the folder); returns an error or "".
 
     MLflow is already imported by the warm parent. Pip requirements are given explicitly: inferring them
-    costs seconds a model. torch is saved as a pickle: MLflow 3's default 'pt2' export needs a traced input.
+    costs seconds a model. Every flavour carries a signature and an input example made from test ``rows``
+    (keras' save_model writes the example into its folder before creating it: the folder is made first).
+    torch is saved as a pickle: MLflow 3's default 'pt2' export would trace the network again at save time.
     """
     native = pipe.native_model()
     if native is None:
         return ""
     try:
+        example, signature = flavour_example(pipe, technology, native, rows)
         from bench.environment import versions
 
         pins = versions()
@@ -181,15 +221,19 @@ def save_flavour_model(pipe: Any, technology: str, path: Path) -> str:
         if technology in ("sklearn", "flaml"):
             import mlflow.sklearn
 
-            mlflow.sklearn.save_model(native, str(path), serialization_format="cloudpickle", pip_requirements=reqs)
+            mlflow.sklearn.save_model(native, str(path), serialization_format="cloudpickle", pip_requirements=reqs,
+                                      signature=signature, input_example=example)
         elif technology == "pytorch":
             import mlflow.pytorch
 
-            mlflow.pytorch.save_model(native, str(path), pip_requirements=reqs, serialization_format="pickle")
+            mlflow.pytorch.save_model(native, str(path), pip_requirements=reqs, serialization_format="pickle",
+                                      signature=signature, input_example=example)
         elif technology == "keras":
             import mlflow.keras
 
-            mlflow.keras.save_model(native, str(path), pip_requirements=reqs)
+            path.mkdir(parents=True, exist_ok=True)  # keras writes the input example before making the folder
+            mlflow.keras.save_model(native, str(path), pip_requirements=reqs, signature=signature,
+                                    input_example=example)
         else:
             return ""
     except Exception as exc:  # noqa: BLE001 - the measurements stand; say why the flavour model is missing
