@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     mx.add_argument("--tracking-uri")
     mx.add_argument("--ui-url", default="http://127.0.0.1:5000", help="MLflow UI base for the compare-runs links")
     mx.add_argument("--no-log", action="store_true", help="do not log the files as an MLflow run in 'matrix'")
+    mx.add_argument("--no-register", action="store_true", help="do not register the winner's model per task in "
+                    "the MLflow model registry (model <task>, alias <profile>-winner)")
     mx.add_argument("--wait", action="store_true", help="wait until the files are logged as an MLflow run "
                     "(default: a detached process logs them, its outcome in OUT/matrix_run.json)")
 

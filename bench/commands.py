@@ -81,6 +81,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     slots = config.jobs if config.executor == "local" else 1  # Dask workers probe in their own processes
     print_summary(outcomes, uri, time.monotonic() - started, slots, import_probe_seconds())
+    print(f"this invocation's runs in the MLflow UI: search tags.invocation = '{config.invocation}'")
     return 0
 
 
@@ -211,6 +212,13 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
     if message := logger.log(result, meta, written):
         print(message)
+    if not args.no_register and result.decision.winner:
+        from bench import registry
+
+        for registration in registry.register_winner(uri, runs, profile.name, result.decision.winner):
+            print(registration.line())
+    elif not args.no_register:
+        print(f"nothing registered: the profile '{profile.name}' has no winner")
     return 0
 
 
