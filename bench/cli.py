@@ -22,15 +22,40 @@ def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+class _VersionAction(argparse.Action):
+    """Versions from package metadata, read only when asked: nothing is imported, so it answers at once."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        from bench import __version__
+        from bench.environment import versions
+
+        parts = [f"{name} {version}" for name, version in versions().items()]
+        print(f"bench {__version__} ({', '.join(parts)})")
+        parser.exit(0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench", description="AutoML versus hand-coded pipelines, measured "
                                      "side by side on the same tasks and hardware, tracked in MLflow.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--version", action=_VersionAction, nargs=0,
+                        help="print the harness's version and the installed framework versions, then exit")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a suite: tasks x pipelines x seeds, each job in its own process")
     run.add_argument("--suite", help="tasks/suites/<name>.yaml (quick, standard)")
     run.add_argument("--tasks", type=_csv, help="task names or paths to task YAML files, comma-separated")
+    run.add_argument("--data", type=Path, help="your own .csv or .parquet file instead of --suite/--tasks (with "
+                     "--target): kind, metric, categorical and date columns inferred and printed, the task file "
+                     "written to OUT/tasks/<name>.yaml")
+    run.add_argument("--target", help="with --data: the column to predict")
+    run.add_argument("--kind", help="with --data: binary, multiclass or regression (default: inferred)")
+    run.add_argument("--metric", help="with --data: the primary metric (default: the kind's first)")
+    run.add_argument("--positive-label", help="with --data, binary: the positive class (default: yes/true/1 or "
+                     "the minority class)")
+    run.add_argument("--name", help="with --data: the task's name (default: the file's name)")
+    run.add_argument("--out", type=Path, default=Path("results"), help="with --data: folder of the generated "
+                     "tasks/<name>.yaml (default results/)")
     run.add_argument("--pipelines", type=_csv, help="pipeline ids (default: all of `bench list pipelines`)")
     run.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 (default 1)")
     run.add_argument("--budget", type=float, default=60.0, help="wall seconds per fit, same for every pipeline")
@@ -89,6 +114,16 @@ def build_parser() -> argparse.ArgumentParser:
                     "the MLflow model registry (model <task>, alias <profile>-winner)")
     mx.add_argument("--wait", action="store_true", help="wait until the files are logged as an MLflow run "
                     "(default: a detached process logs them, its outcome in OUT/matrix_run.json)")
+
+    rs = sub.add_parser("rescore", help="recompute a metric for stored runs from their kept test-set predictions "
+                        "(no refitting); printed and logged on each run as rescore_<metric>")
+    rs.add_argument("--metric", required=True, help="roc_auc, log_loss, accuracy, balanced_accuracy, f1, brier "
+                    "(binary), rmse, mae, r2, mape (regression)")
+    rs.add_argument("--suite", help="only the tasks of this suite")
+    rs.add_argument("--tasks", type=_csv, help="only these tasks, comma-separated")
+    rs.add_argument("--pipelines", type=_csv, help="only these pipelines, comma-separated")
+    rs.add_argument("--tracking-uri")
+    rs.add_argument("--no-log", action="store_true", help="print only; log nothing onto the runs")
 
     srv = sub.add_parser("server", help="run an MLflow tracking server (SQLite or PostgreSQL, served artifacts) "
                          "for a team; log to it with bench run --tracking-uri http://HOST:PORT")

@@ -48,6 +48,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.tasks import cached_data
 
     _check_common(args)
+    given = [o for o in ("target", "kind", "metric", "positive_label", "name") if getattr(args, o) is not None]
+    if given and not args.data:
+        raise BenchError("only with --data FILE", field="--" + given[0].replace("_", "-"))
     check_number(args.latency_n, "--latency-n", 1, 10_000_000)
     check_number(args.cold_start_repeats, "--cold-start-repeats", 1, 1000)
     check_number(args.batch_rows, "--batch-rows", 1, 100_000_000)
@@ -55,7 +58,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_number(args.jobs, "--jobs", 1, 256)
     check_number(args.latency_cap_s, "--latency-cap-s", 0, 3600, low_open=True, unit="s")
     tracking.validate_store(tracking.resolve_uri(args.tracking_uri))  # a bad URI or store fails before any work
-    tasks = _select_tasks(args.suite, args.tasks)
+    tasks = _data_task(args) if args.data else _select_tasks(args.suite, args.tasks)
     pipelines = _select_pipelines(args.pipelines)
     seeds = list(range(args.seeds))
     # Validate every task's data and split before anything is written to the store.
@@ -82,7 +85,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     slots = config.jobs if config.executor == "local" else 1  # Dask workers probe in their own processes
     print_summary(outcomes, uri, time.monotonic() - started, slots, import_probe_seconds())
     print(f"this invocation's runs in the MLflow UI: search tags.invocation = '{config.invocation}'")
-    return 0
+    failed = [o.job.label for o in outcomes if o.status == "failed"]
+    if failed:  # a CI job or a shell script must see it: exit 1, naming them
+        print(f"{len(failed)} job(s) failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _data_task(args: argparse.Namespace) -> list:
+    """``--data FILE --target COL``: the generated, validated task file, and what was inferred, printed."""
+    from bench.tasks import load_task
+    from bench.tasks.from_data import task_from_data
+
+    if args.suite or args.tasks:
+        raise BenchError("give --data or --suite/--tasks, not both", field="--data")
+    if not args.target:
+        raise BenchError("--data needs --target, the column to predict", field="--target")
+    path, notes = task_from_data(args.data, args.target, args.out / "tasks", kind=args.kind, metric=args.metric,
+                                 positive_label=args.positive_label, name=args.name)
+    print(f"{args.data}: inferred", *(f"  {note}" for note in notes), f"wrote {path} (rerun with: bench run "
+          f"--tasks {path})", sep="\n", flush=True)
+    return [load_task(path)]
 
 
 def _local_jobs(args: argparse.Namespace) -> int:
@@ -219,6 +241,20 @@ def cmd_matrix(args: argparse.Namespace) -> int:
             print(registration.line())
     elif not args.no_register:
         print(f"nothing registered: the profile '{profile.name}' has no winner")
+    return 0
+
+
+def cmd_rescore(args: argparse.Namespace) -> int:
+    from bench import rescore, tracking
+
+    uri = tracking.resolve_uri(args.tracking_uri)
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise BenchError(f"no MLflow store at {uri}; run `bench run` first or give --tracking-uri",
+                         field="--tracking-uri")
+    task_names = [t.name for t in _select_tasks(args.suite, args.tasks)] if (args.suite or args.tasks) else None
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    rows = rescore.rescore_runs(uri, args.metric, task_names, args.pipelines, log=not args.no_log)
+    rescore.print_rescored(rows, args.metric)
     return 0
 
 

@@ -42,6 +42,24 @@ def _balanced_accuracy(y, pred, proba, classes, positive):
     return balanced_accuracy_score(y, pred)
 
 
+def _f1(y, pred, proba, classes, positive):
+    from sklearn.metrics import f1_score
+
+    return f1_score(np.asarray(y) == positive, np.asarray(pred) == positive)
+
+
+def _brier(y, pred, proba, classes, positive):
+    from sklearn.metrics import brier_score_loss
+
+    return brier_score_loss(np.asarray(y) == positive, proba[:, list(classes).index(positive)])
+
+
+def _mape(y, pred, proba, classes, positive):
+    from sklearn.metrics import mean_absolute_percentage_error
+
+    return mean_absolute_percentage_error(y, pred)
+
+
 def _rmse(y, pred, proba, classes, positive):
     from sklearn.metrics import root_mean_squared_error
 
@@ -70,6 +88,10 @@ METRICS: dict[str, Metric] = {
         Metric("rmse", False, False, _rmse),
         Metric("mae", False, False, _mae),
         Metric("r2", True, False, _r2),
+        # Not in any task's standard set: for `bench rescore` over kept predictions.
+        Metric("f1", True, False, _f1),
+        Metric("brier", False, True, _brier),
+        Metric("mape", False, False, _mape),
     )
 }
 METRIC_SETS = {
@@ -79,22 +101,36 @@ METRIC_SETS = {
 }
 
 
+#: The task kinds each metric can score (what `bench rescore` accepts per run).
+METRIC_KINDS = {"roc_auc": ("binary",), "f1": ("binary",), "brier": ("binary",),
+                "log_loss": ("binary", "multiclass"), "accuracy": ("binary", "multiclass"),
+                "balanced_accuracy": ("binary", "multiclass"), "rmse": ("regression",), "mae": ("regression",),
+                "r2": ("regression",), "mape": ("regression",)}
+
+
+def as_labels(pred: Any, classes: tuple) -> np.ndarray:
+    """Predicted labels in the classes' dtype: a framework that hands integer labels back in an object array
+    (FLAML does) would otherwise make scikit-learn see an "unknown" target type."""
+    labels = np.asarray(classes)
+    return np.asarray(pred).astype(labels.dtype) if labels.dtype != object else np.asarray(pred)
+
+
+def score_one(name: str, kind: str, y: Any, pred: Any, proba: np.ndarray | None, classes: tuple,
+              positive: Any) -> float:
+    """One metric, scored exactly as :func:`score_all` scores it."""
+    if kind != "regression":
+        pred = as_labels(pred, classes)
+    return float(METRICS[name].fn(y, pred, proba, classes, positive))
+
+
 def score_all(kind: str, y: Any, pred: np.ndarray, proba: np.ndarray | None, classes: tuple,
               positive: Any) -> dict[str, float]:
-    """The task kind's standard metric set; proba columns follow ``classes``.
-
-    Predicted labels are cast to the classes' dtype first: a framework that hands integer labels back in
-    an object array (FLAML does) would otherwise make scikit-learn see an "unknown" target type.
-    """
-    if kind != "regression":
-        labels = np.asarray(classes)
-        pred = np.asarray(pred).astype(labels.dtype) if labels.dtype != object else np.asarray(pred)
+    """The task kind's standard metric set; proba columns follow ``classes``, labels cast by :func:`as_labels`."""
     out = {}
     for name in METRIC_SETS[kind]:
-        metric = METRICS[name]
-        if metric.needs_proba and proba is None:
+        if METRICS[name].needs_proba and proba is None:
             continue
-        out[name] = float(metric.fn(y, pred, proba, classes, positive))
+        out[name] = score_one(name, kind, y, pred, proba, classes, positive)
     return out
 
 
