@@ -50,3 +50,13 @@ def test_the_latency_loop_logs_the_estimate_once_it_has_enough_calls():
     assert metrics["latency_p99_es_ms"] == pytest.approx(float(np.sort(enough.samples_ns)[-1]) / 1e6)
     few = measure.single_row_latency(lambda row: row, list(range(10)), n=100, warmup=1)
     assert "latency_p99_es_ms" not in few.as_metrics("latency")
+
+
+def test_a_suite_job_times_enough_calls_for_the_rule():
+    from bench.execution.runner import RunConfig
+    from bench.execution.worker import P99_MIN_CALLS, JobSpec
+
+    # the latency loop never stops below P99_MIN_CALLS (unless --latency-n asks for fewer), and asks for more
+    assert es.min_calls() == P99_MIN_CALLS
+    assert JobSpec("t", "p", 0, 1.0, 1).latency_n >= P99_MIN_CALLS
+    assert RunConfig.__dataclass_fields__["latency_n"].default >= P99_MIN_CALLS
