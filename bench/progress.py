@@ -65,31 +65,67 @@ def time_split(outcomes: list[Outcome], wall_s: float, slots: int = 1, probe_s: 
             f"= {wall_s * slots / (fit + measuring):.2f} x (fit + measuring)")
 
 
-def print_summary(outcomes: list[Outcome], uri: str, wall_s: float | None = None, slots: int = 1,
-                  probe_s: float = 0.0) -> None:
-    console = Console()
+#: The width the end-of-run summary fits when the output is not a terminal (a CI log, a file).
+SUMMARY_WIDTH = 100
+
+
+def _number(value: float, digits: int) -> str:
+    """Significant digits without an exponent: 0.9731, 41.3, 25,012 (an rmse in dollars stays readable)."""
+    return f"{value:,.0f}" if abs(value) >= 10 ** digits else f"{value:.{digits}g}"
+
+
+def _cell(values: list[float]) -> str:
+    if not values:
+        return "-"
+    return _number(mean(values), 4) + (f"±{_number(stdev(values), 2)}" if len(values) > 1 else "")
+
+
+def score_tables(outcomes: list[Outcome], width: int = SUMMARY_WIDTH) -> list[Table]:
+    """The primary metric per pipeline (rows, full names) and task (columns, with the metric under the name),
+    mean ± sd over seeds; tasks split over as many tables as it takes for each to fit ``width`` columns, so a
+    CI log or a 100-column terminal never cuts a pipeline's name or a score."""
     scores: dict[tuple[str, str], list[float]] = defaultdict(list)
     for o in outcomes:
         if o.primary_score is not None:
             scores[(o.job.task.name, o.job.pipeline)].append(o.primary_score)
-    counts = defaultdict(int)
-    for o in outcomes:
-        counts[o.status] += 1
+    if not scores:
+        return []
     tasks = list(dict.fromkeys(o.job.task.name for o in outcomes))  # plan order: suite order of tasks
     pipes = list(dict.fromkeys(o.job.pipeline for o in outcomes))
     metric = {o.job.task.name: o.job.task.metric for o in outcomes}
-    if scores:
-        table = Table(title="primary metric of this invocation's jobs (mean ± sd over seeds)")
-        table.add_column("task")
-        table.add_column("metric")
+    cells = {(t, p): _cell(scores.get((t, p), [])) for t in tasks for p in pipes}
+    first = max(len("pipeline"), *map(len, pipes))
+    groups: list[list[str]] = [[]]
+    used = first + 1
+    for t in tasks:
+        need = max(len(t), len(metric[t]), *(len(cells[(t, p)]) for p in pipes)) + 2
+        if groups[-1] and used + need > width:
+            groups.append([])
+            used = first + 1
+        groups[-1].append(t)
+        used += need
+    tables = []
+    for group in groups:
+        table = Table(box=None, pad_edge=False)
+        table.add_column("pipeline", no_wrap=True)
+        for t in group:
+            table.add_column(f"{t}\n{metric[t]}", justify="right", no_wrap=True)
         for p in pipes:
-            table.add_column(p, justify="right")
-        for t in tasks:
-            cells = []
-            for p in pipes:
-                v = scores.get((t, p), [])
-                cells.append("-" if not v else f"{mean(v):.4g}" + (f" ± {stdev(v):.2g}" if len(v) > 1 else ""))
-            table.add_row(t, metric[t], *cells)
+            table.add_row(p, *(cells[(t, p)] for t in group))
+        tables.append(table)
+    return tables
+
+
+def print_summary(outcomes: list[Outcome], uri: str, wall_s: float | None = None, slots: int = 1,
+                  probe_s: float = 0.0) -> None:
+    console = Console()
+    width = min(console.width, SUMMARY_WIDTH) if console.is_terminal else SUMMARY_WIDTH
+    console = Console(width=width)
+    counts = defaultdict(int)
+    for o in outcomes:
+        counts[o.status] += 1
+    for i, table in enumerate(score_tables(outcomes, width)):
+        console.print("primary metric of this invocation's jobs, mean±sd over seeds" if i == 0 else "")
         console.print(table)
     console.print(f"finished {counts['finished']}, skipped (already measured) {counts['skipped']}, "
                   f"failed {counts['failed']}"
