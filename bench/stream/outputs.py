@@ -82,10 +82,24 @@ def plot(task, outcomes: list[StreamOutcome], path: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    fig = figure(task, outcomes, plt)
+    if fig is None:
+        return False
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return True
+
+
+def figure(task, outcomes: list[StreamOutcome], plt: Any) -> Any:
+    """The plot's Figure, None with nothing to plot. The figure is wide enough for its title (one panel of
+    4.2 inches cut the title off at both ends) and the title wraps before it would outgrow it."""
+    import textwrap
+
     pipelines = list(dict.fromkeys(o.pipeline for o in outcomes if o.periods))
     if not pipelines:
-        return False
-    fig, axes = plt.subplots(1, len(pipelines), figsize=(4.2 * len(pipelines), 3.4), sharey=True, squeeze=False)
+        return None
+    width = max(4.2 * len(pipelines), 7.0)
+    fig, axes = plt.subplots(1, len(pipelines), figsize=(width, 3.4), sharey=True, squeeze=False)
     drifts = task.stream.get("drifts", [])
     for ax, pipeline in zip(axes[0], pipelines, strict=True):
         for strategy in STRATEGIES:
@@ -103,11 +117,10 @@ def plot(task, outcomes: list[StreamOutcome], path: Path) -> bool:
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel(task.metric)
     axes[0][0].legend()
-    fig.suptitle(f"{task.name}: prequential {task.metric} per period (drifts dashed)")
+    title = f"{task.name}: prequential {task.metric} per period (drifts dashed)"
+    fig.suptitle("\n".join(textwrap.wrap(title, int(width * 9))))  # about 9 characters an inch at 12 pt
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return fig
 
 
 def print_table(task_name: str, outcomes: list[StreamOutcome]) -> None:
