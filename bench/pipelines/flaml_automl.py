@@ -77,13 +77,20 @@ class Pipeline(BasePipeline):
         import numpy as np
         estimator = self.model_.model.estimator
         rows = self.model_.model._preprocess(self.model_.preprocess(X))
-        codes = {c: rows[c].cat.codes.where(rows[c].notna()) for c in rows.columns
-                 if isinstance(rows[c].dtype, pd.CategoricalDtype)}
-        Z = rows.assign(**codes).to_numpy(np.float32)
+        if isinstance(rows, pd.DataFrame):
+            rows = rows.assign(**{c: rows[c].cat.codes.where(rows[c].notna()) for c in rows.columns
+                                  if isinstance(rows[c].dtype, pd.CategoricalDtype)})
+        Z = np.asarray(rows, np.float32)
         library, classifier = type(estimator).__module__.split(".")[0], hasattr(estimator, "predict_proba")
         if library in ("lightgbm", "xgboost"):
             import onnxmltools
             from onnxmltools.convert.common.data_types import FloatTensorType
+
+            if library == "xgboost":  # onnxmltools reads XGBoost features only by the names f0, f1, ...
+                from copy import deepcopy
+
+                estimator = deepcopy(estimator)
+                estimator.get_booster().feature_names = [f"f{i}" for i in range(Z.shape[1])]
 
             convert = onnxmltools.convert_lightgbm if library == "lightgbm" else onnxmltools.convert_xgboost
             extra = {"zipmap": False} if library == "lightgbm" and classifier else {}

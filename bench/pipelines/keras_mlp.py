@@ -220,11 +220,12 @@ class Pipeline(BasePipeline):
         """The network through Keras' own ``Model.export``: ONNX (run by onnxruntime) and LiteRT, with the
         target's scaling folded in for regression; the numpy encoding of raw rows stays with the app."""
         model = self.model_
+        Z = self.encode(X).numpy()
         if not self.classes_:
             model = keras.Sequential([keras.Input((model.input_shape[1],)), model,
                                       keras.layers.Rescaling(self.y_std_, self.y_mean_)])
+            model(Z[:1])  # export traces a model that has been called
         graph = "network only on encoded rows (softmax or target scaling included); the encoding stays with the app"
-        Z = self.encode(X).numpy()
         model.export(str(folder / "model.onnx"), format="onnx", verbose=False)
         exports = [{"format": "onnx", "file": "model.onnx", "output": 0, "feeds": [Z], "graph": graph}]
         try:  # LiteRT's converter is the younger path: its failure is a finding, and the ONNX export stands
