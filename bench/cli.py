@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     mx.add_argument("--price-cpu-hour", type=float, help="dollars per vCPU-hour for the money criteria (default "
                     "0.04048: AWS Fargate Linux/x86 on-demand, us-east-1)")
     mx.add_argument("--price-gb-hour", type=float, help="dollars per GB-hour of memory (default 0.004445: the same)")
-    mx.add_argument("--format", type=_csv, default=["csv", "md"], help="csv,md,json,html (default csv,md)")
+    mx.add_argument("--format", type=_csv, default=["csv", "md", "html"],
+                    help="csv,md,json,html (default csv,md,html: the HTML page carries the plots)")
     mx.add_argument("--out", type=Path, default=Path("results"), help="folder for the files (default results/)")
     mx.add_argument("--tracking-uri")
     mx.add_argument("--ui-url", default="http://127.0.0.1:5000", help="MLflow UI base for the compare-runs links")

@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--profile", default="balanced")
-    parser.add_argument("--format", default="csv,md")
+    parser.add_argument("--format", default="csv,md,html")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--store", type=Path, help="reuse (or create) the store in this folder")
     args = parser.parse_args(argv)

@@ -1,4 +1,4 @@
-"""The self-contained HTML export: tables, reasons and the plots inlined as PNG."""
+"""The self-contained HTML export: tables, reasons and the plots inlined as SVG."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ from bench.report.tables import sections
 CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1500px;color:#222}
 table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 6px;
 text-align:left;vertical-align:top}th{background:#f0f0f0}tr.excluded td{color:#888}ul.meta{font-size:13px}
-.winner{font-size:17px;background:#eef7ee;padding:.6em;border-left:4px solid #3a3}img{max-width:100%}
+.winner{font-size:17px;background:#eef7ee;padding:.6em;border-left:4px solid #3a3}img,svg{max-width:100%;height:auto}
 .plots{display:grid;grid-template-columns:1fr 1fr;gap:1em}p.note{font-size:13px;color:#555}
 .scroll{overflow-x:auto}"""
 
 
 def write_html(m: Matrix, meta: dict[str, Any], path: Path) -> None:
-    """One self-contained file: tables, reasons and the plots inlined as PNG."""
+    """One self-contained file: tables, reasons and the plots inlined as SVG."""
     esc = html.escape
     name = esc(m.decision.profile.name)
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Decision matrix: {name}</title>"
@@ -39,12 +39,12 @@ def write_html(m: Matrix, meta: dict[str, Any], path: Path) -> None:
             elif kind == "links":
                 parts.append("<ul>" + "".join(f"<li><a href='{esc(u)}'>{esc(t)}</a></li>" for t, u in value.items())
                              + "</ul>")
-            elif kind == "figures":
-                from bench.report.plots import figures, png
+            elif kind == "figures":  # inline SVG: milliseconds, where matplotlib's PNGs took seconds
+                from bench.report.svg import figures
 
                 parts.append("<div class='plots'>" + "".join(
-                    f"<figure><img alt='{esc(k)}' src='data:image/png;base64,{v}'><figcaption>{esc(k)}</figcaption>"
-                    "</figure>" for k, v in ((k, png(f)) for k, f in figures(m).items())) + "</div>")
+                    f"<figure>{v}<figcaption>{esc(k)}</figcaption></figure>" for k, v in figures(m).items())
+                    + "</div>")
     parts.append("</body></html>")
     path.write_text("\n".join(parts), encoding="utf-8")
 

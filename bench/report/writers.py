@@ -80,7 +80,7 @@ def write_md(m: Matrix, meta: dict[str, Any], path: Path) -> None:
             elif kind == "links":
                 parts += [f"- [{t}]({u})" for t, u in value.items()] + [""]
             elif kind == "figures":
-                parts += ["(plots: in the HTML export, `--format html`)", ""]
+                parts += ["(plots: in the HTML export beside this file, written by default)", ""]
     path.write_text("\n".join(parts))
 
 

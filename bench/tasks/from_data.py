@@ -178,26 +178,17 @@ def _features(path: Path, X: pd.DataFrame, out: Inferred) -> dict[str, Any]:
     identifiers dropped, text columns listed as categorical."""
     drop, dates, categorical = [], {}, []
     for col in X.columns:
-        s = X[col]
-        values = s.dropna()
         if str(col) == TARGET_COLUMN:
             raise TaskError(f"a column is named {TARGET_COLUMN!r}, the name the harness's data cache gives the "
                             "target; rename it", file=path, field="--data")
-        if values.nunique() <= 1:
-            drop.append(col)
-            out.notes.append(f"dropped {col!r}: {'no values' if values.empty else 'the same value on every row'}")
-            continue
-        text = s.dtype == object or pd.api.types.is_string_dtype(s)
-        if pd.api.types.is_datetime64_any_dtype(s) or (text and _looks_like_dates(values)):
-            stamps = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
-            parts = ["year", "month", "day", "dayofweek"] + (["hour"] if (stamps.dt.hour != 0).any() else [])
+        role, why, parts = _role(X[col])
+        if why:
+            out.notes.append(f"{role.replace('drop', 'dropped')} {col!r}: {why}")
+        if role == "date":
             dates[col] = parts
+        if role in ("drop", "date"):
             drop.append(col)
-            out.notes.append(f"date {col!r}: split into {', '.join(parts)}")
-        elif (text or pd.api.types.is_integer_dtype(s)) and values.nunique() == len(s) and len(s) > 20:
-            drop.append(col)
-            out.notes.append(f"dropped {col!r}: an identifier (a different value on every row)")
-        elif text or pd.api.types.is_bool_dtype(s):
+        elif role == "categorical":
             categorical.append(col)
     if categorical:
         out.notes.append(f"categorical: {', '.join(map(str, categorical))}")
@@ -205,7 +196,7 @@ def _features(path: Path, X: pd.DataFrame, out: Inferred) -> dict[str, Any]:
         gaps = [f"{c} ({int(n)})" for c, n in X.isna().sum().items() if n and c not in drop]
         if gaps:
             out.notes.append(f"missing values kept for the pipelines to handle: {', '.join(gaps[:10])}")
-    if len(drop) == X.shape[1]:
+    if len(drop) == X.shape[1] and not dates:
         raise TaskError("no feature column is usable (every one is empty, constant, a date or an identifier)",
                         file=path, field="--data")
     prepare: dict[str, Any] = {}
@@ -214,6 +205,23 @@ def _features(path: Path, X: pd.DataFrame, out: Inferred) -> dict[str, Any]:
             prepare[key] = value
     return prepare
 
+
+def _role(s: pd.Series) -> tuple[str, str, list[str]]:
+    """What a column is for the task (feature, categorical, date, drop), why when it is not plain, and the
+    parts a date is split into."""
+    values = s.dropna()
+    if values.nunique() <= 1:
+        return "drop", "no values" if values.empty else "the same value on every row", []
+    text = s.dtype == object or pd.api.types.is_string_dtype(s)
+    if pd.api.types.is_datetime64_any_dtype(s) or (text and _looks_like_dates(values)):
+        stamps = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
+        parts = ["year", "month", "day", "dayofweek"] + (["hour"] if (stamps.dt.hour != 0).any() else [])
+        return "date", f"split into {', '.join(parts)}", parts
+    if (text or pd.api.types.is_integer_dtype(s)) and values.nunique() == len(s) and len(s) > 20:
+        return "drop", "an identifier (a different value on every row)", []
+    if text or pd.api.types.is_bool_dtype(s):
+        return "categorical", "", []
+    return "feature", "", []
 
 def _looks_like_dates(values: pd.Series) -> bool:
     sample = values.astype(str).head(500)
