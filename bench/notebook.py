@@ -82,14 +82,17 @@ class Decision:
 
 
 def decide(runs: pd.DataFrame, profile: str | Path | Profile = "balanced", *,
-           network_rtt_ms: float | None = None) -> Decision:
+           network_rtt_ms: float | None = None, price_cpu_hour: float | None = None,
+           price_gb_hour: float | None = None) -> Decision:
     """Rank the pipelines in ``runs`` (from :func:`load_runs`) for a profile: a built-in name, a YAML path or
-    a :class:`~bench.analysis.profiles.Profile`."""
-    from bench.analysis import build
+    a :class:`~bench.analysis.profiles.Profile`; money at the default prices unless given (dollars per vCPU-hour
+    and per GB-hour, as ``bench matrix --price-cpu-hour/--price-gb-hour``)."""
+    from bench.analysis import build, cost
     from bench.analysis.profiles import Profile, load_profile, with_network_rtt
 
     prof = profile if isinstance(profile, Profile) else load_profile(profile)
-    return Decision(build(runs, with_network_rtt(prof, network_rtt_ms)))
+    price = cost.prices(price_cpu_hour, price_gb_hour)
+    return Decision(build(runs, with_network_rtt(prof, network_rtt_ms), price))
 
 
 def figures(decision: Decision) -> dict[str, Any]:

@@ -219,6 +219,10 @@ def test_build_passes_the_prices_through():
     spec = {"a": {"skill": 0.8}, "b": {"skill": 0.7}}
     m = build(runs(spec), load_profile("balanced"), cost.prices(1.0, 1.0))
     assert "money at $1 per vCPU-hour, $1 per GB-hour (set by the user)" in m.decision.notes
+    import bench
+
+    notebook = bench.decide(runs(spec), "balanced", price_cpu_hour=1.0, price_gb_hour=1.0)
+    assert notebook.matrix.decision.table["train_usd"].equals(m.decision.table["train_usd"])
 
 
 def test_every_builtin_profile_has_a_known_answer_scenario():
