@@ -1,8 +1,9 @@
 """From runs to a decision: criteria, aggregation, the profile's decision, the AutoML verdict, statistics.
 
     criteria   what each column measures and which way is better (the root: everything here imports it)
-    profiles   requirement profiles (constraints, weights, bounds) from YAML; built-ins in ``profiles/``
-    aggregate  runs -> criteria per pipeline and per pipeline and task
+    profiles   requirement profiles (per criterion a limit, a target, a weight) from YAML; built-ins in ``profiles/``
+    cost       money: training and serving priced per vCPU-hour and GB-hour (documented defaults, user-set)
+    aggregate  runs -> criteria per pipeline and per pipeline and task; failed or missing jobs score quality 0
     decide     constraints, utilities, weighted sum, TOPSIS, Pareto, sensitivity, reasons
     verdict    AutoML against the best hand-coded pipeline
     stats      spread, bootstrap intervals, ranks, Friedman and Nemenyi
