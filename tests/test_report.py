@@ -127,7 +127,7 @@ def test_bench_matrix_over_a_sqlite_store_writes_files_and_logs_the_matrix_run(s
     assert not [c for c in fast.columns if c.startswith(("tags.", "metrics.", "params."))]
 
     monkeypatch.chdir(tmp_path)
-    assert main(["matrix", "--tracking-uri", store_uri]) == 0  # defaults: balanced, csv+md into results/
+    assert main(["matrix", "--tracking-uri", store_uri]) == 0  # defaults: balanced, csv+md+html into results/
     assert "in the background" in capsys.readouterr().out
     outcome_file = tmp_path / "results" / "matrix_run.json"
     for _ in range(240):  # the detached logger imports mlflow: seconds, more on a loaded machine
@@ -136,8 +136,8 @@ def test_bench_matrix_over_a_sqlite_store_writes_files_and_logs_the_matrix_run(s
         time.sleep(0.5)
     outcome = json.loads(outcome_file.read_text())
     assert outcome["status"] == "logged", outcome
-    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["decision_matrix.csv", "decision_matrix.md",
-                                                                       "matrix_run.json"]
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["decision_matrix.csv", "decision_matrix.html",
+                                                                       "decision_matrix.md", "matrix_run.json"]
     out = tmp_path / "edge"
     assert main(["matrix", "--tracking-uri", store_uri, "--profile", "edge", "--format", "csv,md,json",
                  "--out", str(out), "--ui-url", "http://localhost:5001", "--wait"]) == 0
