@@ -101,6 +101,8 @@ def _bad_cases(tmp_path: Path) -> list[tuple[list[str], str, str]]:
     (tmp_path / "folder.csv").mkdir()
     xlsx = tmp_path / "book.xlsx"
     xlsx.write_bytes(b"PK")
+    clash = tmp_path / "penguins.csv"
+    churn_frame().to_csv(clash, index=False)
     only_target = tmp_path / "only_target.csv"
     pd.DataFrame({"y": [0, 1] * 10}).to_csv(only_target, index=False)
     no_values = tmp_path / "no_values.csv"
@@ -125,6 +127,7 @@ def _bad_cases(tmp_path: Path) -> list[tuple[list[str], str, str]]:
         (["--data", d, "--target", "churn", "--positive-label", "maybe"], "--positive-label", "not among"),
         (["--data", d, "--target", "usage", "--positive-label", "1"], "--positive-label", "only binary"),
         (["--data", d, "--target", "churn", "--name", "a b"], "--name", "letters, digits"),
+        (["--data", str(clash), "--target", "churn"], "--name", "a task named 'penguins' exists already"),
         (["--data", d, "--target", "churn", "--tasks", "iris"], "--data", "not both"),
         (["--tasks", "penguins", "--target", "y"], "--target", "only with --data"),
     ]

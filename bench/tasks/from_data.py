@@ -101,7 +101,14 @@ def _task_name(path: Path, name: str | None) -> str:
         return name
     stem = re.sub(r"[^A-Za-z0-9_\-]+", "_", path.stem).strip("_") or "data"
     lowered = stem.lower()
-    return f"data_{stem}" if lowered in RESERVED_NAMES or lowered.startswith(RESERVED_PREFIXES) else stem
+    if lowered in RESERVED_NAMES or lowered.startswith(RESERVED_PREFIXES):
+        return f"data_{stem}"
+    from bench.tasks.catalog import tasks_dir
+
+    if (tasks_dir() / f"{stem}.yaml").is_file():  # its runs would mix with that task's in one experiment
+        raise TaskError(f"a task named {stem!r} exists already ({tasks_dir() / f'{stem}.yaml'}); give this data "
+                        "its own name with --name", file=path, field="--name")
+    return stem
 
 
 def _labels(y: pd.Series) -> pd.Series:
