@@ -233,5 +233,18 @@ def _forget_interrupt() -> None:
     exec("")
 
 
+def _finish(code: int) -> int:
+    """The command has returned, its runs are recorded: a SIGTERM now must not turn a clean end into death by
+    signal. CPython restores default handlers while it finalises (hundreds of ms once torch or TensorFlow is
+    loaded), so a SIGTERM landing then would kill the process with status -15; blocked, it is moot."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    return code
+
+
+def entry() -> int:
+    """The ``bench`` console script and ``python -m bench.cli``."""
+    return _finish(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

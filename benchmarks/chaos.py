@@ -32,7 +32,10 @@ Counts (goal: 0 of each):
   of killed runs at its start and removes its own at its end)
 
 and, beside them, bench_run_errors: any other wrong end of a ``bench run`` (an exit code other than 0 when it
-ends by itself, other than 130 after SIGTERM: a crash, a traceback, an exit by SIGINT); also goal 0.
+ends by itself, other than 130 after SIGTERM: a crash, a traceback, an exit by SIGINT); also goal 0. A SIGTERM
+that lands before the process has installed its handler (the interpreter's own start-up: read from the kernel's
+SigCgt mask just before the signal is sent) takes the default action (exit -15, nothing written yet): it is
+counted apart, as sigterm_before_handler, not as an error.
 
 By default the code under test is a snapshot of the working tree's ``bench/`` taken at start-up (other people
 edit the tree while this runs for half an hour); ``--live`` runs the working tree itself.
@@ -138,6 +141,18 @@ class Launched:
     log: Path
     started: float
     tree: dict[int, tuple[float, str]] = field(default_factory=dict)  # pid -> (create_time, short cmdline)
+    term_caught: bool = True  # whether the process had a SIGTERM handler when it was signalled
+
+
+def catches_sigterm(pid: int) -> bool:
+    """From the kernel's view of the process: is SIGTERM caught (SigCgt bit 15)? False before the interpreter
+    has run the handler's line (its own start-up, or the imports above that line), and after it has exited."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    mask = next((int(line.split()[1], 16) for line in status.splitlines() if line.startswith("SigCgt:")), 0)
+    return bool(mask >> (signal.SIGTERM - 1) & 1)
 
 
 def launch(suite: Suite, store: Path, mark: str) -> Launched:
@@ -341,6 +356,7 @@ class Chaos:
         self.rng = random.Random(args.seed)
         self.counts = dict.fromkeys(COUNTS, 0)
         self.kills = {"SIGKILL": 0, "SIGTERM": 0}
+        self.before_handler = 0
         self.rounds_done = 0
         self.anomalies: list[str] = []
         self.timeline = Timeline()
@@ -442,6 +458,7 @@ class Chaos:
     def kill(self, run: Launched, sig: signal.Signals) -> int | None:
         """Record the tree, send the signal to the bench run process, wait for it; then count survivors."""
         record_tree(run)
+        run.term_caught = catches_sigterm(run.proc.pid)
         with contextlib.suppress(ProcessLookupError):
             run.proc.send_signal(sig)
         self.kills[sig.name] += 1
@@ -468,6 +485,9 @@ class Chaos:
         expected = {None: (0,), signal.SIGTERM: (130, 0), signal.SIGKILL: (-9, 0)}[sig]
         if rc in expected:
             return ""
+        if sig is signal.SIGTERM and rc == -signal.SIGTERM and not run.term_caught:
+            self.before_handler += 1  # the interpreter had not reached bench's first line: it wrote nothing
+            return "  [SIGTERM before the handler was installed: default action, exit -15]"
         why = f"{run.mark}: exit {rc} ({'no signal' if sig is None else sig.name}): {tail(run.log)}"
         self.count("bench_run_errors" if sig is signal.SIGTERM else failure_kind(run.log), 1, why)
         return f"  [exit {rc}: {tail(run.log, 1)[:120]}]"
@@ -655,6 +675,8 @@ def main() -> int:
           f"SIGKILL {chaos.kills['SIGKILL']}, SIGTERM {chaos.kills['SIGTERM']}; stores {chaos.store_no}; "
           f"kills landed in: {', '.join(f'{k} {v}' for k, v in sorted(chaos.phases.items()))}; "
           f"{chaos.seconds:.0f} s; load average {load_before[0]:.2f} -> {load_after[0]:.2f}")
+    print(f"SIGTERMs that landed before bench's handler was installed (interpreter start-up; default action, "
+          f"exit -15, nothing written): {chaos.before_handler}")
     for line in chaos.anomalies:
         print(f"  {line}")
     if not args.no_record:
@@ -664,6 +686,7 @@ def main() -> int:
                   "command": " ".join(sys.argv), "seed": args.seed, "rounds": chaos.rounds_done,
                   "check_every": args.check_every, "race_every": args.race_every, "pipelines": suite.pipelines,
                   "planned_jobs": len(suite.planned()), "counts": chaos.counts, "kills": chaos.kills,
+                  "sigterm_before_handler": chaos.before_handler,
                   "kill_phases": chaos.phases, "stores": chaos.store_no, "seconds": round(chaos.seconds, 1),
                   "anomalies": chaos.anomalies[:50], "load_avg_before": [round(x, 2) for x in load_before],
                   "load_avg_after": [round(x, 2) for x in load_after], "cpus": os.cpu_count(),

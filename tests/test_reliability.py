@@ -224,3 +224,15 @@ def test_a_kill_while_the_store_is_created_leaves_no_half_built_store(tmp_path, 
     assert not db.exists() or tracking._inspect_sqlite(db) == "ok"
     tracking.check_store(uri)  # what the rerun does first: no "table _alembic_tmp_datasets already exists"
     assert tracking.experiment_id(uri, "next")
+
+
+@pytest.mark.parametrize("finished_first", [True, False])
+def test_a_sigterm_after_the_command_returned_does_not_kill_the_process(finished_first):
+    """bench.cli.entry blocks SIGTERM once the command returned: interpreter finalisation restores default
+    handlers, so a late SIGTERM used to end a clean run with status -15 (seen in the chaos benchmark)."""
+    finish = "code = _finish(0)" if finished_first else "code = 0"
+    script = ("import os, signal, sys, time\nfrom bench.cli import _finish, main\n"
+              f"signal.signal(signal.SIGTERM, signal.SIG_DFL)\n{finish}\n"
+              "os.kill(os.getpid(), signal.SIGTERM)\ntime.sleep(0.5)\nsys.exit(code)\n")
+    proc = subprocess.run([sys.executable, "-c", script], timeout=60)
+    assert proc.returncode == (0 if finished_first else -signal.SIGTERM)
