@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from bench import cli
+from bench.errors import TaskError
 from bench.tasks import cached_data, load_task
 from bench.tasks.from_data import infer_task, task_from_data
 from tests.conftest import bench
@@ -58,6 +59,12 @@ def test_infers_kind_metric_dates_and_columns_and_writes_a_valid_task(tmp_path, 
                      "dropped 'customer_id': an identifier", "dropped 'constant'", "categorical: plan",
                      "usage (", "target: 1 row(s) without a value are dropped"):
         assert fragment in text, text
+    other = tmp_path / "elsewhere" / data.name
+    other.parent.mkdir()
+    frame.to_csv(other, index=False) if suffix == ".csv" else frame.to_parquet(other)
+    with pytest.raises(TaskError, match=r"generated from \.\./\.\./my churn.*another file; give this data its"):
+        task_from_data(other, "churn", tmp_path / "results" / "tasks")
+    assert task_from_data(data, "churn", tmp_path / "results" / "tasks")[0] == path, "the same file: regenerated"
     data_ = cached_data(task)
     assert len(data_.X) == len(frame) - 1 and set(data_.classes) == {"yes", "no"}
     assert {"signup_year", "signup_hour", "usage", "plan", "region_code"} <= set(data_.X.columns)
