@@ -1,11 +1,13 @@
 """A profile applied to the criteria: constraints, utilities, weighted sum, TOPSIS, Pareto, sensitivity, reasons.
 
-- Hard constraints must hold on *every* task (the worst task decides): a 10 ms limit means 10 ms on the
-  user's data, not on average.
-- Scoring maps each criterion to a utility in [0, 1] between bounds fixed by the profile (log scale for
-  times and sizes), so one pipeline's score does not depend on the others compared with it: adding a
-  pipeline cannot reorder the rest, unless it sets a new best score on some task (quality's 1 is "the best
-  seen"). The weighted sum ranks; TOPSIS on the same utilities cross-checks it.
+- Limits (hard constraints) must hold on *every* task (the worst task decides): a 10 ms limit means 10 ms on
+  the user's data, not on average. A p99 limit reads MLPerf's early-stopping estimate and needs the calls
+  that rule needs (:mod:`bench.early_stopping`).
+- Scoring maps each criterion to a utility in [0, 1] on a scale fixed by the profile: 1 at or better than
+  its target, 0 at its limit (or the criterion's default worst bound), log scale for times, sizes and money
+  in between. One pipeline's score does not depend on the others compared with it, so adding a pipeline
+  cannot reorder the rest, unless it sets a new best score on some task (quality's 1 is "the best seen").
+  The weighted sum ranks; TOPSIS on the same utilities cross-checks it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from bench.analysis import stats
+from bench.analysis import deployed, stats
 from bench.analysis.criteria import CRITERIA, RTT_CRITERIA, TAIL_LATENCIES, TAIL_MIN_CALLS, Criterion, P, T, fmt_value
 
 if TYPE_CHECKING:
@@ -100,6 +102,8 @@ def decide(agg: Aggregate, profile: Profile) -> Decision:
     table, per_task = agg.table.copy(), agg.per_task.copy()
     if table.empty:
         return Decision(profile, table, {}, None, "no runs to decide on", [], "", agg.notes)
+    profile = deployed.resolve(agg.runs, profile, notes)  # deployed forms nobody measured: in-process, said so
+    forms = deployed.apply(agg.runs, table, per_task, profile)
     if profile.network_rtt_ms:
         for frame in (table, per_task):
             frame[list(RTT_CRITERIA)] = frame[list(RTT_CRITERIA)] + profile.network_rtt_ms
@@ -123,6 +127,9 @@ def decide(agg: Aggregate, profile: Profile) -> Decision:
     for p, items in warnings.items():
         if items:
             table.loc[p, "reason"] += "; warning: " + "; ".join(items)
+    for p, form in forms.items():
+        if p in table.index and form:
+            table.loc[p, "reason"] += "; " + form
     for p in table.index[table.get("imputed", pd.Series(0, index=table.index)).fillna(0) > 0]:
         table.loc[p, "reason"] += (f"; {int(table.loc[p, 'imputed'])} of {int(table.loc[p, 'planned'])} jobs failed "
                                    "or missing, scored as the constant predictor")
