@@ -75,6 +75,15 @@ CRITERIA: dict[str, Criterion] = {
     "usd_per_million_batch": Criterion("batch cost per million rows", "$", False, True, (100.0, 1e-4), floor=1e-9),
     "usd_per_million_online": Criterion("online cost per million calls", "$", False, True, (1000.0, 1e-3),
                                         floor=1e-9),
+    # Deployed forms, from bench deploy (derived in bench.analysis.deployed, with in-process fallbacks): the
+    # exported model in its edge runtime (one thread, fresh process), the share of runs exported faithfully,
+    # and the p99 of MLflow's model server under open-loop load at the profile's request rate.
+    "edge_latency_p99_ms": Criterion("edge-runtime p99 latency", "ms", False, True, (1000.0, 0.001)),
+    "edge_model_mb": Criterion("edge model size", "MB", False, True, (1000.0, 0.001)),
+    "edge_serving_rss_mb": Criterion("edge serving memory", "MB", False, True, (4000.0, 10.0), floor=1.0),
+    "edge_cold_start_s": Criterion("edge cold start", "s", False, True, (60.0, 0.01)),
+    "edge_exported": Criterion("edge export", "", True, False, (0.0, 1.0)),
+    "service_p99_ms": Criterion("service p99 latency", "ms", False, True, (1000.0, 0.1)),
     "online_learning": Criterion("online learning", "", True, False, (0.0, 1.0), "online_learning"),
     "failure_rate": Criterion("failure rate", "", False, False, (1.0, 0.0)),
     "update_ms": Criterion("update cost per row", "ms", False, True, (1000.0, 0.001), "update_ms",
@@ -94,6 +103,8 @@ def fmt_value(name: str, value: float) -> str:
         return "yes" if value >= 0.5 else "no"
     if name == "failure_rate":
         return f"{100 * value:.0f} %"
+    if name == "edge_exported":
+        return f"{100 * value:.0f} % of runs"
     unit = CRITERIA[name].unit if name in CRITERIA else ""
     if unit == "$":
         return f"${value:.3g}" if abs(value) < 1e4 else f"${value:,.0f}"

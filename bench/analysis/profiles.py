@@ -46,7 +46,8 @@ TOP_KEYS = {"name": "the profile's name", "description": "free text",
             "constraints": "a mapping criterion -> {max: number} or {min: number}",
             "weights": "a mapping criterion -> non-negative number",
             "bounds": "a mapping criterion -> [worst, best]",
-            "network_rtt_ms": "a non-negative number of milliseconds added to online latencies"}
+            "network_rtt_ms": "a non-negative number of milliseconds added to online latencies",
+            "request_rate_rps": "a positive number of requests per second at which the service p99 is read"}
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class Profile:
     network_rtt_ms: float
     source: str
     targets: dict[str, float] = field(default_factory=dict)
+    request_rate_rps: float = 20.0  # the load at which service_p99_ms is read (bench deploy's levels)
 
     def bound(self, criterion: str) -> tuple[float, float]:
         """(worst, best) of the fixed normalisation: the same for every pipeline, whoever else is compared.
@@ -104,7 +106,7 @@ class Profile:
                 "constraints": [{"criterion": c.criterion, "op": c.op, "limit": c.limit} for c in self.constraints],
                 "bounds": {c: {"worst": self.bound(c)[0], "best": self.bound(c)[1],
                                "scale": "log" if CRITERIA[c].log else "linear"} for c in used},
-                "network_rtt_ms": self.network_rtt_ms}
+                "network_rtt_ms": self.network_rtt_ms, "request_rate_rps": self.request_rate_rps}
 
 
 def builtin_names() -> list[str]:
@@ -154,8 +156,12 @@ def parse_profile(path: Path, source: str | None = None) -> Profile:
     rtt = data.get("network_rtt_ms", 0)
     if not _number(rtt) or rtt < 0:
         raise BenchError(f"expected {TOP_KEYS['network_rtt_ms']}, got {rtt!r}", file=path, field="network_rtt_ms")
+    rate = data.get("request_rate_rps", 20.0)
+    if not _number(rate) or rate <= 0:
+        raise BenchError(f"expected {TOP_KEYS['request_rate_rps']}, got {rate!r}", file=path,
+                         field="request_rate_rps")
     profile = Profile(name.strip(), description.strip(), weights, constraints, bounds, float(rtt),
-                      source or str(path), targets)
+                      source or str(path), targets, float(rate))
     for crit, target in targets.items():
         worst = profile.bound(crit)[0]
         if not _worse(crit, worst, target):

@@ -13,7 +13,8 @@ from bench.analysis.matrix import Matrix
 from bench.report.meta import header_lines
 
 SHOWN = ["quality", "fit_wall_s", "fit_cpu_s", "batch_rows_per_s", "latency_p50_ms", "latency_p99_ms", "model_mb",
-         "serving_rss_mb", "peak_rss_mb", "cold_start_s", "train_usd", "usd_per_million_batch",
+         "serving_rss_mb", "peak_rss_mb", "cold_start_s", "edge_exported", "edge_latency_p99_ms", "edge_model_mb",
+         "edge_serving_rss_mb", "edge_cold_start_s", "service_p99_ms", "train_usd", "usd_per_million_batch",
          "usd_per_million_online", "lloc", "lloc_total", "complexity", "online_learning", "failure_rate", "update_ms",
          "drift_quality"]
 WITH_SPREAD = {"quality", "fit_wall_s", "latency_p50_ms"}
