@@ -23,7 +23,7 @@ W, H = 600, 380
 LEFT, RIGHT, TOP, BOTTOM = 64, 150, 16, 48
 WINNER, FEASIBLE, EXCLUDED, FRONT, LIMIT = "#2a7", "#357", "#aaa", "#c63", "#c33"
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-           "#17becf"]
+           "#17becf", "#393b79", "#e7ba52"]
 
 
 def figures(m: Matrix) -> dict[str, str]:
@@ -190,8 +190,9 @@ def _effort(t: pd.DataFrame) -> str:
     parts = []
     for col, color in (("lloc", FEASIBLE), ("complexity", "#a73")):
         values = [float(v) if pd.notna(v) else 0.0 for v in t[col]]
-        top = max(values + [1.0])
-        parts.append(_bars(rows, [(col, values, color)], top * 1.15, CRITERIA[col].label, values=True, width=W / 2))
+        top = max(values + [1.0]) * 1.15
+        nice = min(m * 10.0 ** math.ceil(math.log10(top / m)) for m in (1, 2, 5))  # a round axis end: 50, not 44.85
+        parts.append(_bars(rows, [(col, values, color)], nice, CRITERIA[col].label, values=True, width=W / 2))
     return "".join(parts)
 
 
