@@ -9,6 +9,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bench.analysis import aggregate, criteria, decide, stats, verdict
 from bench.analysis.profiles import Profile, builtin_names, load_profile, parse_profile
@@ -331,3 +333,27 @@ def test_effort_counts_the_batch_path_except_for_online_learning():
     assert table.loc["older", "lloc"] == pytest.approx(80.0), "the whole file where the batch figure is missing"
     assert "lloc_total" in load_profile("online-learning").weights
     assert all("lloc_total" not in load_profile(n).weights for n in builtin_names() if n != "online-learning")
+
+
+PIPELINE_FIGURES = st.fixed_dictionaries({
+    "skill": st.floats(0.1, 0.85), "latency_p99_es_ms": st.floats(0.05, 200.0), "model_bytes": st.floats(1e3, 5e7),
+    "serving_rss_mb": st.floats(20.0, 3000.0), "batch_rows_per_s": st.floats(10.0, 1e7),
+    "fit_wall_s": st.floats(0.01, 5000.0), "lloc": st.floats(10.0, 500.0)})
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(existing=st.lists(PIPELINE_FIGURES, min_size=2, max_size=4), newcomer=PIPELINE_FIGURES,
+       profile_name=st.sampled_from(["edge", "cloud-batch", "cloud-realtime", "balanced", "low-effort"]))
+def test_adding_any_pipeline_below_the_best_quality_never_reorders_the_others(existing, newcomer, profile_name):
+    # targets and limits are fixed by the profile, so the newcomer can only slot in; it must not beat the best
+    # quality seen (quality's 1 is "the best seen", the one figure that depends on who is compared)
+    spec = {f"p{i}": figures for i, figures in enumerate(existing)}
+    top = max(f["skill"] for f in existing)
+    prof = load_profile(profile_name)
+    before = decide.decide(aggregate.aggregate(fake_runs(spec, seeds=2)), prof)
+    after = decide.decide(aggregate.aggregate(fake_runs(spec | {"new": newcomer | {"skill": min(newcomer["skill"],
+                                                                                               top - 0.05)}},
+                                                        seeds=2)), prof)
+    ranked = [p for p in after.table.index[after.table["rank"].notna()] if p != "new"]
+    assert ranked == list(before.table.index[before.table["rank"].notna()])
+    assert after.table.loc[ranked, "score"].to_numpy() == pytest.approx(before.table.loc[ranked, "score"].to_numpy())
