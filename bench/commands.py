@@ -191,6 +191,10 @@ def cmd_ui(args: argparse.Namespace) -> int:
     env = os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     tracking.check_store(uri)  # create the store here, so the server never races a bench run to it
     print(f"MLflow UI on http://{args.host}:{args.port} over {uri} (Ctrl-C stops it)", flush=True)
+    for name, experiment in tracking.training_experiments(uri).items():
+        print(f"  {name}: {tracking.experiment_url(f'http://{args.host}:{args.port}', experiment)}")
+    print("  (MLflow's UI opens experiments on GenAI pages until 'Model training' is chosen at its top left; "
+          "the browser remembers the choice, and these links choose it)", flush=True)
     server = subprocess.Popen(cmd, env=env, start_new_session=True)
     signal.signal(signal.SIGTERM, raise_interrupt)
     try:

@@ -71,7 +71,7 @@ def _register(uri: str, task: str, alias: str, run: pd.Series, winner: str) -> R
                             reason=f"the {winner} run {run_id} has no MLflow model (see its model_logging_error tag)")
     if not client.search_registered_models(f"name = '{task}'"):
         client.create_registered_model(task, tags={"task": task}, description=(
-            f"Models of the task {task} chosen by `bench matrix`: the alias <profile>-winner points at the "
+            f"Models of the task {task} chosen by `bench matrix`: the alias `<profile>-winner` points at the "
             "profile's winning pipeline's model (its median-score seed)."))
     existing = [v for v in client.search_model_versions(f"name = '{task}' and run_id = '{run_id}'")
                 if v.source == model_uri]

@@ -54,8 +54,8 @@ def _artifact_root(uri: str) -> Path | None:
     return None
 
 
-#: The experiment tag the MLflow 3 UI reads to choose its landing page: without it an experiment opens on the
-#: GenAI overview (traces); with this value it opens on the runs table.
+#: MLflow's experiment-kind tag: it says these are model-training experiments to the API and to UI versions
+#: that choose the landing page by it. MLflow 3.17.2's UI does not (see TRAINING_VIEW): its links need the view.
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 NOTE_TAG = "mlflow.note.content"  # the experiment's description in the UI
 
@@ -83,6 +83,13 @@ def experiment_id(uri: str, name: str, description: str = "") -> str:
         if key not in found.tags:
             client.set_experiment_tag(found.experiment_id, key, value)
     return found.experiment_id
+
+
+def training_experiments(uri: str) -> dict[str, str]:
+    """Name -> id of the experiments the harness made (those with its kind tag), for the links ``bench ui``
+    prints."""
+    found = _client(uri).search_experiments(filter_string=f"tags.`{EXPERIMENT_KIND[0]}` = '{EXPERIMENT_KIND[1]}'")
+    return {e.name: e.experiment_id for e in found}
 
 
 def finished_job_keys(uri: str, experiment_ids: list[str]) -> set[str]:
@@ -170,13 +177,26 @@ def load_runs(uri: str, tasks: list[str] | None = None, pipelines: list[str] | N
     return runs
 
 
+#: MLflow 3.17's UI picks GenAI or model-training pages from one browser-wide switch (default GenAI, kept in
+#: localStorage), not from the experiment's kind tag; this URL parameter selects model training for a link.
+TRAINING_VIEW = "workflowType=machine_learning"
+
+
 def compare_url(ui_base: str, experiment_id: str, run_ids: list[str]) -> str:
     """The MLflow UI's compare-runs view for these runs."""
     import json
     from urllib.parse import quote
 
     return (f"{ui_base.rstrip('/')}/#/compare-runs?runs={quote(json.dumps(run_ids))}"
-            f"&experiments={quote(json.dumps([experiment_id]))}")
+            f"&experiments={quote(json.dumps([experiment_id]))}&{TRAINING_VIEW}")
+
+
+def experiment_url(ui_base: str, experiment_id: str, search: str = "") -> str:
+    """The experiment's runs table in the UI, in the model-training view, optionally filtered (``search``)."""
+    from urllib.parse import quote
+
+    query = f"&searchFilter={quote(search)}" if search else ""
+    return f"{ui_base.rstrip('/')}/#/experiments/{experiment_id}/runs?{TRAINING_VIEW}{query}"
 
 
 def create_run(uri: str, exp_id: str, run_name: str, tags: dict[str, str], params: dict[str, Any]) -> str:
