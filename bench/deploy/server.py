@@ -60,12 +60,14 @@ class ModelServer:
             self._wait_ready(started)
         except BaseException:
             self.stop()
+            self._log.close()
             raise
         self.start_s = time.monotonic() - started
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+        self._log.close()
 
     def _wait_ready(self, started: float) -> None:
         while time.monotonic() - started < self.start_timeout_s:
@@ -79,12 +81,14 @@ class ModelServer:
                           f"{self.output_tail()}")
 
     def ping(self) -> bool:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
             conn.request("GET", "/ping")
             return conn.getresponse().status == 200
-        except OSError:
+        except (OSError, http.client.HTTPException):
             return False
+        finally:
+            conn.close()
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
