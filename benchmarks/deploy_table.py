@@ -31,6 +31,10 @@ def _fmt(value: float, digits: int = 3) -> str:
     return "-" if pd.isna(value) else f"{value:.{digits}g}"
 
 
+def _col(frame: pd.DataFrame, name: str) -> pd.Series:
+    return frame[name] if name in frame else pd.Series(float("nan"), index=frame.index)
+
+
 def edge_table(runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for pipeline, group in runs.groupby("pipeline"):
@@ -51,8 +55,8 @@ def edge_table(runs: pd.DataFrame) -> pd.DataFrame:
             "serving MB in-process/edge": f"{_fmt(med.get('serving_rss_mb'))} / {_fmt(med.get('edge_serving_rss_mb'))}",
             "cold start s in-process/edge": f"{_fmt(med.get('cold_start_s'))} / {_fmt(med.get('edge_cold_start_s'))}",
             "runtime MB": _fmt(med.get("edge_runtime_mb")),
-            "fidelity (worst agreement, max diff)": f"{_fmt(ok['edge_agreement'].min(), 4)}, "
-                                                    f"{_fmt(ok['edge_max_abs_diff'].max())}" if len(ok) else "-",
+            "fidelity (worst agreement, max diff)": f"{_fmt(_col(ok, 'edge_agreement').min(), 4)}, "
+                                                    f"{_fmt(_col(ok, 'edge_max_abs_diff').max())}" if len(ok) else "-",
             "LiteRT p50/p99 ms": f"{_fmt(med.get('edge_litert_latency_p50_ms'))} / "
                                  f"{_fmt(med.get('edge_litert_latency_p99_ms'))}",
             "no edge export because": " | ".join(r[:200] for r in reasons) or "-"})

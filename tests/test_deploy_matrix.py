@@ -127,3 +127,26 @@ def test_a_profile_request_rate_must_be_a_positive_number(tmp_path):
     assert err.value.field == "request_rate_rps"
     path.write_text(path.read_text().replace("request_rate_rps: 0", "request_rate_rps: 50"))
     assert parse_profile(path).request_rate_rps == 50.0
+
+
+def test_the_closing_note_tables_read_what_bench_deploy_logged():
+    from benchmarks import deploy_table
+
+    frame = runs({"exported": {"skill": 0.7, **EDGE_OK, "edge_agreement": 0.998, "model_latency_p50_ms": 0.05,
+                               "model_latency_p99_ms": 0.09},
+                  "refused": {"skill": 0.8, "edge_exported": 0.0, **service({5: 8.0, 20: 12.0})}},
+                 tags={"exported": {"edge_format": "onnx", "edge_graph": "network only on encoded rows",
+                                    "edge_compare_with": "model_latency"},
+                       "refused": {"edge_format": "none", "edge_error": "RuntimeError: no converter for X",
+                                   "service_rates": "5,20", "service_objective_ms": "50",
+                                   "service_payload": "raw rows (4 columns)"}})
+    edge_rows = deploy_table.edge_table(frame).set_index("pipeline")
+    assert edge_rows.loc["exported", "exported"] == "4/4" and edge_rows.loc["refused", "exported"] == "0/4"
+    assert edge_rows.loc["exported", "in-process figure"] == "model_latency"
+    assert edge_rows.loc["exported", "in-process p50/p99 ms"] == "0.05 / 0.09"
+    assert edge_rows.loc["exported", "edge p50/p99 ms"] == "- / 0.02"
+    assert edge_rows.loc["exported", "fidelity (worst agreement, max diff)"] == "0.998, -"
+    assert edge_rows.loc["refused", "no edge export because"] == "RuntimeError: no converter for X"
+    served = deploy_table.service_table(frame).set_index("pipeline")
+    assert list(served.index) == ["refused", "refused"]  # one row per task
+    assert served.iloc[0]["20 rps p50/p99 ms"] == "- / 12" and served.iloc[0]["payload"] == "raw rows (4 columns)"
