@@ -67,7 +67,7 @@ def write_outputs(task, outcomes: list[StreamOutcome], config: StreamConfig, com
     if plot(task, outcomes, base.with_suffix(".png")):
         written.append(base.with_suffix(".png"))
     with contextlib.suppress(Exception):  # the files are written; the summary run is a convenience
-        exp_id = tracking.experiment_id(config.tracking_uri, f"stream-{task.name}")
+        exp_id = tracking.experiment_id(config.tracking_uri, f"stream-{task.name}", task.description)
         run_id = tracking.create_run(config.tracking_uri, exp_id, "stream-summary",
                                      {"task": task.name, "kind": "stream-summary"}, {"command": command})
         tracking.log_files(config.tracking_uri, run_id, written)

@@ -191,7 +191,7 @@ def run_sweep(task, pipelines: list[str], strategies: list[str], config: StreamC
     from bench import tracking
 
     stream = load_stream(task)  # load, cache and validate the data once, before any job starts
-    exp_id = tracking.experiment_id(config.tracking_uri, f"stream-{task.name}")
+    exp_id = tracking.experiment_id(config.tracking_uri, f"stream-{task.name}", task.description)
     outcomes = []
     for seed in range(config.seeds):
         for pipeline in pipelines:
