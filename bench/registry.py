@@ -11,7 +11,9 @@ picks another run adds a version and moves the alias to it.
 from __future__ import annotations
 
 import re
+import sqlite3
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
@@ -63,8 +65,44 @@ def register_winner(uri: str, runs: pd.DataFrame, profile: str, winner: str) -> 
 
 
 def _register(uri: str, task: str, alias: str, run: pd.Series, winner: str) -> Registration:
-    client = tracking._client(uri)
     run_id = str(run["run_id"])
+    known = _known_from_sqlite(uri, task, alias, run_id, winner)
+    if known is not None:
+        return known
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    # create_model_version looks the logged model up through the *global* tracking URI (MLflow 3.17), not the
+    # client's: without this, a store other than ./mlflow.db fails with "Logged model with ID ... not found".
+    with _use_tracking_uri(uri):
+        return _register_with_mlflow(uri, task, alias, run, run_id, winner)
+
+
+def _known_from_sqlite(uri: str, task: str, alias: str, run_id: str, winner: str) -> Registration | None:
+    """The two common answers read straight from a SQLite store, without importing MLflow (which costs more
+    than the whole matrix): the run has no model, or the alias already points at this run's model. None when
+    MLflow must act (or the store is not SQLite, or its schema is not the one expected)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = Path(uri.removeprefix("sqlite:///"))
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            model = db.execute("SELECT destination_id FROM inputs WHERE source_type = 'RUN_OUTPUT' AND "
+                               "source_id = ? AND destination_type = 'MODEL_OUTPUT' LIMIT 1", (run_id,)).fetchone()
+            if model is None:
+                return Registration(task, task, alias, None, run_id, reason=f"the {winner} run {run_id} has no "
+                                    "MLflow model (see its model_logging_error tag)")
+            version = db.execute(
+                "SELECT a.version FROM registered_model_aliases a JOIN model_versions v ON v.name = a.name AND "
+                "v.version = a.version WHERE a.name = ? AND a.alias = ? AND v.run_id = ? AND v.source = ?",
+                (task, alias, run_id, f"models:/{model[0]}")).fetchone()
+    except sqlite3.Error:
+        return None
+    return Registration(task, task, alias, str(version[0]), run_id) if version else None
+
+
+def _register_with_mlflow(uri: str, task: str, alias: str, run: pd.Series, run_id: str,
+                          winner: str) -> Registration:
+    client = tracking._client(uri)
     model_uri = tracking.logged_model_uri(uri, run_id)
     if model_uri is None:
         return Registration(task, task, alias, None, run_id,

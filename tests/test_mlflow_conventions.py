@@ -92,6 +92,9 @@ def test_every_pipeline_logs_lineage_and_a_servable_model_and_the_winner_is_regi
         assert len(prediction) == len(example), pipeline
 
     out = tmp_path / "out"
+    # the registry must use --tracking-uri even where MLflow's global URI points elsewhere (MLflow looks the
+    # logged model up through the global one when it creates a version)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'elsewhere.db'}")
     assert main(["matrix", "--tracking-uri", store_uri, "--out", str(out), "--format", "csv", "--no-log"]) == 0
     printed = capsys.readouterr().out
     versions = client.search_model_versions("name = 'tiny_binary'")
@@ -103,6 +106,13 @@ def test_every_pipeline_logs_lineage_and_a_servable_model_and_the_winner_is_regi
     winner_rows = [line.split() for line in printed.splitlines() if line.rstrip().endswith("winner")]
     assert winner_rows and winning_run.data.tags["pipeline"] in winner_rows[0], printed[-2000:]
     assert winner.source == tracking.logged_model_uri(store_uri, winner.run_id)
+    # the rerun's answer comes from SQLite alone (no MLflow import: it costs more than the whole matrix)
+    known = registry._known_from_sqlite(store_uri, "tiny_binary", "balanced-winner", winner.run_id, "x")
+    assert (known.version, known.run_id, known.new) == (str(winner.version), winner.run_id, False)
+    assert registry._known_from_sqlite(store_uri, "tiny_binary", "edge-winner", winner.run_id, "x") is None
+    unmodelled = client.create_run(experiment.experiment_id).info.run_id
+    assert "has no MLflow model" in registry._known_from_sqlite(store_uri, "tiny_binary", "balanced-winner",
+                                                                 unmodelled, "x").reason
 
     assert main(["matrix", "--tracking-uri", store_uri, "--out", str(out), "--format", "csv", "--no-log"]) == 0
     assert "already registered: model 'tiny_binary' version 1" in capsys.readouterr().out
