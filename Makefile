@@ -8,9 +8,12 @@ BUDGET ?= 10
 
 .PHONY: run test lint install
 
+# bench run exits 1 when some job failed: the matrix is still built (failed jobs count in it as the constant
+# predictor), then make reports the failure; a usage error (2) or an interrupt (130) stops before the matrix.
 run: $(VENV)/.installed  ## the main job: quick suite into mlflow/, then the matrix into results/
-	$(BIN)/bench run --suite $(SUITE) --seeds $(SEEDS) --budget $(BUDGET)
-	$(BIN)/bench matrix
+	@$(BIN)/bench run --suite $(SUITE) --seeds $(SEEDS) --budget $(BUDGET); status=$$?; \
+	if [ $$status -gt 1 ]; then exit $$status; fi; \
+	$(BIN)/bench matrix && exit $$status
 
 test: $(VENV)/.installed  ## the tests (a few minutes on 2 cores)
 	$(BIN)/python -m pytest -q
