@@ -87,3 +87,17 @@ def test_slots_asking_at_once_share_one_root(tmp_path, monkeypatch):
         roots = set(pool.map(lambda _: config.root(), range(8)))
     assert roots == {config.job_root}
     assert [p.name for p in tmp_path.iterdir()] == [config.job_root.name]
+
+
+def test_a_run_with_nothing_left_to_do_still_sweeps(tmp_path, monkeypatch):
+    """The chaos benchmark's finding: after a race, the clean rerun had every job done, made no root, and so
+    never swept the killed runner's root."""
+    from bench.execution.runner import RunConfig, run_all
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    ticks = scratch.start_ticks(gone.pid)
+    gone.wait()
+    dead = _root(tmp_path, gone.pid, ticks or 1)
+    monkeypatch.setattr(scratch.tempfile, "tempdir", str(tmp_path))
+    assert run_all([], RunConfig(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")) == []
+    assert not dead.exists()

@@ -285,6 +285,7 @@ def run_all(jobs: list[Job], config: RunConfig,
             on_event: Callable[[str, Job, Outcome | None], None] = lambda *_: None) -> list[Outcome]:
     """Run jobs in ``config.jobs`` slots (each pinned to its own cores when they fit), skipping those already
     finished in the store. Ctrl-C or SIGTERM stops every slot: running jobs are killed and marked KILLED."""
+    scratch.sweep()  # every run, even one with nothing left to do, clears what killed runs left behind
     pending, outcomes = pending_jobs(jobs, config)
     for outcome in outcomes:
         on_event("skipped", outcome.job, outcome)
