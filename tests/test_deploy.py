@@ -282,13 +282,19 @@ def test_bench_deploy_refuses_bad_options(tmp_path):
         assert len(done.stderr.strip().splitlines()) == 1
 
 
+def _ctrl_c_reaches_it() -> None:
+    """A shell that starts the tests in the background (``nohup make test &``) leaves SIGINT ignored in every
+    process below it, and Python keeps an ignored SIGINT ignored: give the child the terminal's default."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_ctrl_c_during_bench_deploy_stops_the_server(tmp_path, finished_store):
     task, uri = finished_store
     proc = subprocess.Popen([*BENCH, "deploy", "--targets", "service", "--tasks", str(task), "--tracking-uri", uri,
                              "--rates", "5", "--level-s", "60", "--level-requests", "1000"], cwd=tmp_path,
                             env=os.environ | {"PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_reaches_it)
     marker = uri.removeprefix("sqlite:///")  # the server gets the store's URI in its environment
     deadline = time.monotonic() + 150
     while time.monotonic() < deadline and not any(

@@ -94,14 +94,16 @@ class ModelServer:
         return self.proc is not None and self.proc.poll() is None
 
     def pids(self) -> list[int]:
-        """The server's process group (the CLI and the uvicorn it execs): what :meth:`stop` kills."""
+        """The server's live process group (the CLI and the uvicorn it execs): what :meth:`stop` kills.
+        Zombies are left out: they hold no memory, no port and run nothing, and init reaps them."""
         if self.proc is None:
             return []
         found = []
         for entry in Path("/proc").iterdir():
             if entry.name.isdigit():
                 with contextlib.suppress(OSError, ValueError, IndexError):
-                    if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[2]) == self.proc.pid:
+                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                    if int(fields[2]) == self.proc.pid and fields[0] != "Z":
                         found.append(int(entry.name))
         return found
 
@@ -111,7 +113,8 @@ class ModelServer:
         return tree_rss(self.proc.pid) / 2**20 if self.alive() else float("nan")
 
     def stop(self) -> None:
-        """SIGTERM to the group, SIGKILL after 5 s; returns once the leader is reaped."""
+        """SIGTERM to the group, SIGKILL after 5 s; returns once no process of the group runs any more (a
+        SIGKILLed process with a framework loaded takes a while to tear down on a loaded machine)."""
         if self.proc is None:
             return
         for sig, wait_s in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 30.0)):
@@ -124,6 +127,9 @@ class ModelServer:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)  # anything of the group still there
         self.proc.wait()
+        deadline = time.monotonic() + 60.0
+        while self.pids() and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def output_tail(self, lines: int = 3) -> str:
         self._log.seek(0)
