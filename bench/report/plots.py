@@ -17,27 +17,18 @@ import pandas as pd
 from bench.analysis.criteria import CRITERIA, P
 from bench.analysis.decide import pareto_front
 from bench.analysis.matrix import Matrix
+from bench.report.figure_plan import CD, EFFORT, FIT, LATENCY, SCORE, finished_rows, plan
 
 
 def figures(m: Matrix) -> dict[str, Any]:
-    """The plots as matplotlib Figures, by caption: quality vs latency and vs training time (Pareto fronts),
-    score parts, effort, and the critical-difference diagram when there are enough tasks."""
+    """The plots as matplotlib Figures, by caption (:func:`bench.report.figure_plan.plan` decides which)."""
     _headless()
-    t = m.decision.table
-    t = t[t["finished"] > 0]
-    out = {}
-    if t.empty:
-        return out
-    out["quality vs online latency (p50 marker, line to p99; Pareto front on quality and p50)"] = _tradeoff(
-        m, t, "latency_p50_ms", "latency_p99_ms")
-    out["quality vs training wall time (Pareto front)"] = _tradeoff(m, t, "fit_wall_s", None)
-    if m.decision.weights and t["feasible"].any():
-        out["score by criterion (weight x utility / total weight), feasible pipelines"] = _score_parts(m)
-    out["effort: logical lines of code and cyclomatic complexity of the pipeline file"] = _effort(t)
-    cd = _cd_diagram(m)
-    if cd is not None:
-        out["critical-difference diagram (Friedman + Nemenyi, normalised quality per task)"] = cd
-    return out
+    t = finished_rows(m)
+    draw = {LATENCY: lambda: _tradeoff(m, t, "latency_p50_ms", "latency_p99_ms"),
+            FIT: lambda: _tradeoff(m, t, "fit_wall_s", None), SCORE: lambda: _score_parts(m),
+            EFFORT: lambda: _effort(t), CD: lambda: _cd_diagram(m)}
+    figures_ = {caption: draw[key]() for caption, key in plan(m)}
+    return {caption: fig for caption, fig in figures_.items() if fig is not None}
 
 
 def _headless() -> None:

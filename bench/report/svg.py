@@ -18,6 +18,7 @@ import pandas as pd
 from bench.analysis.criteria import CRITERIA
 from bench.analysis.decide import pareto_front
 from bench.analysis.matrix import Matrix
+from bench.report.figure_plan import CD, EFFORT, FIT, LATENCY, SCORE, finished_rows, plan
 
 W, H = 600, 380
 LEFT, RIGHT, TOP, BOTTOM = 64, 150, 16, 48
@@ -27,22 +28,13 @@ PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 
 
 def figures(m: Matrix) -> dict[str, str]:
-    """The plots as SVG text, by caption (the same captions as the matplotlib figures)."""
-    t = m.decision.table
-    t = t[t["finished"] > 0]
-    out: dict[str, str] = {}
-    if t.empty:
-        return out
-    out["quality vs online latency (p50 marker, line to p99; Pareto front on quality and p50)"] = _tradeoff(
-        m, t, "latency_p50_ms", "latency_p99_ms")
-    out["quality vs training wall time (Pareto front)"] = _tradeoff(m, t, "fit_wall_s", None)
-    if m.decision.weights and t["feasible"].any():
-        out["score by criterion (weight x utility / total weight), feasible pipelines"] = _score_parts(m)
-    out["effort: logical lines of code and cyclomatic complexity of the pipeline file"] = _effort(t)
-    if m.ranks.cd is not None and len(m.ranks.mean_ranks) > 1:
-        out["critical-difference diagram (Friedman + Nemenyi, mean rank of normalised quality per task)"] = \
-            _cd_diagram(m)
-    return out
+    """The plots as SVG text, by caption (:func:`bench.report.figure_plan.plan` decides which)."""
+    t = finished_rows(m)
+    draw: dict[str, Callable[[], str]] = {
+        LATENCY: lambda: _tradeoff(m, t, "latency_p50_ms", "latency_p99_ms"),
+        FIT: lambda: _tradeoff(m, t, "fit_wall_s", None), SCORE: lambda: _score_parts(m),
+        EFFORT: lambda: _effort(t), CD: lambda: _cd_diagram(m)}
+    return {caption: draw[key]() for caption, key in plan(m)}
 
 
 def _svg(width: float, height: float, body: list[str]) -> str:
